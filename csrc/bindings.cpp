@@ -1,0 +1,147 @@
+// pybind11 only: arrays in, arrays out, the GIL released while a kernel runs. The Python layer
+// (python/fastrnn/functional.py) has already checked shapes and dtypes and made every array
+// C-contiguous, so nothing here copies.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/blas.h"
+#include "cpu/isa.h"
+#include "cpu/sequence.h"
+#include "cpu/threads.h"
+
+namespace py = pybind11;
+using namespace fastrnn;
+
+namespace {
+
+template <typename T>
+using Array = py::array_t<T, py::array::c_style>;
+template <typename T>
+using Optional = std::optional<Array<T>>;
+
+CellKind parse_cell(const std::string& name) {
+  if (name == "rnn_tanh") return CellKind::rnn_tanh;
+  if (name == "rnn_relu") return CellKind::rnn_relu;
+  if (name == "lstm") return CellKind::lstm;
+  if (name == "gru") return CellKind::gru;
+  throw std::invalid_argument("unknown cell '" + name + "'");
+}
+
+template <typename T>
+const T* ptr(const Optional<T>& a) {
+  return a ? a->data() : nullptr;
+}
+
+template <typename T>
+T* mutable_ptr(std::optional<Array<T>>& a) {
+  return a ? a->mutable_data() : nullptr;
+}
+
+const long* sizes_ptr(const std::optional<py::array_t<long, py::array::c_style>>& a) {
+  return a ? a->data() : nullptr;
+}
+
+using Sizes = std::optional<py::array_t<long, py::array::c_style>>;
+
+// The forward's arguments from arrays: x (rows, I), weights (G*H, I) and (G*H, H).
+template <typename T>
+LayerForward<T> forward_args(CellKind cell, long steps, long batch, const Array<T>& x,
+                             const Optional<T>& h0, const Optional<T>& c0, const Array<T>& w_ih,
+                             const Array<T>& w_hh, const Optional<T>& b_ih, const Optional<T>& b_hh,
+                             const Sizes& batch_sizes) {
+  LayerForward<T> a{};
+  a.cell = cell;
+  a.steps = steps;
+  a.batch = batch;
+  a.input = w_ih.shape(1);
+  a.hidden = w_hh.shape(1);
+  a.batch_sizes = sizes_ptr(batch_sizes);
+  a.x = x.data();
+  a.h0 = ptr(h0);
+  a.c0 = ptr(c0);
+  a.w_ih = w_ih.data();
+  a.w_hh = w_hh.data();
+  a.b_ih = ptr(b_ih);
+  a.b_hh = ptr(b_hh);
+  return a;
+}
+
+template <typename T>
+py::tuple layer_forward_py(const std::string& cell_name, long steps, long batch, const Array<T>& x,
+                           const Optional<T>& h0, const Optional<T>& c0, const Array<T>& w_ih,
+                           const Array<T>& w_hh, const Optional<T>& b_ih, const Optional<T>& b_hh,
+                           const Sizes& batch_sizes, bool training) {
+  const CellKind cell = parse_cell(cell_name);
+  LayerForward<T> a = forward_args(cell, steps, batch, x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
+  const long rows = x.shape(0), H = a.hidden;
+  Array<T> y({rows, H}), h_n({batch, H});
+  Optional<T> c_n, saved;
+  if (cell == CellKind::lstm) c_n = Array<T>({batch, H});
+  if (training && saved_columns(cell, H) > 0) saved = Array<T>({rows, saved_columns(cell, H)});
+  a.y = y.mutable_data();
+  a.h_n = h_n.mutable_data();
+  a.c_n = mutable_ptr(c_n);
+  a.saved = mutable_ptr(saved);
+  {
+    py::gil_scoped_release release;
+    layer_forward<T>(a);
+  }
+  return py::make_tuple(y, h_n, c_n, saved);
+}
+
+template <typename T>
+py::tuple layer_backward_py(const std::string& cell_name, long steps, long batch,
+                            const Array<T>& x, const Optional<T>& h0, const Optional<T>& c0,
+                            const Array<T>& w_ih, const Array<T>& w_hh, const Optional<T>& b_ih,
+                            const Optional<T>& b_hh, const Sizes& batch_sizes, const Array<T>& y,
+                            const Optional<T>& saved, const Optional<T>& dy,
+                            const Optional<T>& dh_n, const Optional<T>& dc_n) {
+  const CellKind cell = parse_cell(cell_name);
+  LayerForward<T> a = forward_args(cell, steps, batch, x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
+  a.y = const_cast<T*>(y.data());
+  a.saved = const_cast<T*>(ptr(saved));
+  const long rows = x.shape(0), I = a.input, H = a.hidden, G = w_hh.shape(0);
+  Array<T> dx({rows, I}), dh0({batch, H}), dw_ih({G, I}), dw_hh({G, H});
+  Optional<T> dc0, db_ih, db_hh;
+  if (cell == CellKind::lstm) dc0 = Array<T>({batch, H});
+  if (b_ih) db_ih = Array<T>({G});
+  if (b_hh) db_hh = Array<T>({G});
+  LayerBackward<T> g{};
+  g.fwd = &a;
+  g.dy = ptr(dy);
+  g.dh_n = ptr(dh_n);
+  g.dc_n = ptr(dc_n);
+  g.dx = dx.mutable_data();
+  g.dh0 = dh0.mutable_data();
+  g.dc0 = mutable_ptr(dc0);
+  g.dw_ih = dw_ih.mutable_data();
+  g.dw_hh = dw_hh.mutable_data();
+  g.db_ih = mutable_ptr(db_ih);
+  g.db_hh = mutable_ptr(db_hh);
+  {
+    py::gil_scoped_release release;
+    layer_backward<T>(g);
+  }
+  return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastrnn's compiled kernels; use the fastrnn package, which checks the arguments.";
+  m.def("layer_forward", &layer_forward_py<float>);
+  m.def("layer_forward", &layer_forward_py<double>);
+  m.def("layer_backward", &layer_backward_py<float>);
+  m.def("layer_backward", &layer_backward_py<double>);
+  m.def("set_num_threads", &set_num_threads);
+  m.def("get_num_threads", &get_num_threads);
+  m.def("isa", &isa_current, "The instruction set the kernels run with.");
+  m.def("isa_supported", &isa_supported, "Instruction sets available here, best first.");
+  m.def("set_isa", &isa_select, "Select an instruction set by name, or 'auto'.");
+  m.def("blas_info", &blas_info, "The BLAS the kernels call, and its configuration.");
+}

@@ -1,0 +1,40 @@
+#include "threads.h"
+
+#include <sched.h>
+
+#include <atomic>
+#include <stdexcept>
+
+#include "blas.h"
+
+namespace fastrnn {
+namespace {
+
+int cpus_available() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  return 1;
+}
+
+std::atomic<int> g_threads{0};  // 0: not yet chosen
+
+}  // namespace
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("num_threads must be >= 1");
+  g_threads = n;
+  blas_set_num_threads(n);
+}
+
+int get_num_threads() {
+  int n = g_threads.load();
+  if (n == 0) {
+    n = cpus_available();
+    set_num_threads(n);
+  }
+  return n;
+}
+
+}  // namespace fastrnn
