@@ -25,7 +25,7 @@ std::atomic<int> g_threads{0};  // 0: not yet chosen
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("num_threads must be >= 1");
   g_threads = n;
-  blas_set_num_threads(n);
+  blas_set_num_threads(1);  // the kernels split the GEMMs among their own threads
 }
 
 int get_num_threads() {

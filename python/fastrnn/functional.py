@@ -132,7 +132,7 @@ def _backward(name: str, result: Any, dy: Any, dh_n: Any, dc_n: Any) -> Sequence
         grads[arg] = contiguous(arr)
     dy2 = None if grads["dy"] is None else grads["dy"].reshape(t * b, h)
     dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _C.layer_backward(
-        layer.cell, t, b, layer.x.reshape(t * b, -1), layer.h0, layer.c0, layer.w_ih, layer.w_hh,
+        layer.cell, t, b, layer.x.reshape(t * b, layer.x.shape[2]), layer.h0, layer.c0, layer.w_ih, layer.w_hh,
         layer.b_ih, layer.b_hh, None, result.y.reshape(t * b, h), saved, dy2, grads["dh_n"],
         grads["dc_n"])
     return SequenceGrads(dx=dx.reshape(layer.x.shape), dh0=dh0, dw_ih=dw_ih, dw_hh=dw_hh,
