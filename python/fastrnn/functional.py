@@ -110,7 +110,8 @@ def family(cell: str) -> str:
 
 
 def _backward(name: str, result: Any, dy: Any, dh_n: Any, dc_n: Any) -> SequenceGrads:
-    if not isinstance(result, SequenceResult) or result._ctx is None:
+    # _ctx is (Layer, saved) for kernel results; the reference's results keep a dict there
+    if not isinstance(result, SequenceResult) or not isinstance(result._ctx, tuple):
         if isinstance(result, SequenceResult) and not result.training:
             raise ValueError(f"{name}_backward needs a result of {name}_forward(..., training=True); "
                              "this one was made with training=False and kept nothing for backward")
