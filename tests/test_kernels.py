@@ -58,6 +58,44 @@ def test_backward_matches_reference(cell, dtype, shape, isa, rng):
     assert_results_close(p.backward(p.forward()), expected_backward(p), dtype, GRADS)
 
 
+@pytest.mark.parametrize("draw", range(6))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_random_shapes_match_reference(cell, dtype, draw, rng):
+    steps, batch = int(rng.integers(0, 7)), int(rng.integers(1, 10))
+    inp, hidden = int(rng.integers(1, 24)), int(rng.integers(1, 40))
+    p = make_problem(rng, cell, steps, batch, inp, hidden, dtype, bias=bool(draw % 2),
+                     h0=draw % 3 != 0)
+    check_forward_and_backward(p, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_empty_batch_gives_empty_results(cell, dtype, rng):
+    p = make_problem(rng, cell, 3, 0, 4, 5, dtype)
+    result = p.forward()
+    assert result.y.shape == (3, 0, 5) and result.h_n.shape == (0, 5)
+    grads = p.backward(result)
+    assert grads.dx.shape == (3, 0, 4) and grads.dh0.shape == (0, 5)
+    assert not grads.dw_ih.any() and not grads.dw_hh.any() and not grads.db_hh.any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_saturated_gates_match_reference(cell, dtype, isa, rng):
+    # Pre-activations up to several hundred: exp over- and underflows, tanh and sigmoid saturate.
+    p = make_problem(rng, cell, 4, 3, 6, 19, dtype)
+    # Backward only in float64: there 1 - y^2 of a saturated y is a cancellation that float32
+    # cannot resolve to 1e-5, whatever the kernel.
+    p = p.replace(x=(p.x * 100).astype(dtype), h0=(p.h0 * 100).astype(dtype))
+    with np.errstate(over="ignore"):
+        result = p.forward()
+        assert_results_close(result, expected_forward(p), dtype, OUTPUTS)
+        assert_results_close(p.forward(training=False), expected_forward(p), dtype, OUTPUTS)
+        if dtype == np.float64:
+            assert_results_close(p.backward(result), expected_backward(p), dtype, GRADS)
+
+
 OPTIONAL = {
     "no_bias": dict(bias=False),
     "no_initial_state": dict(h0=False, c0=False),
@@ -114,7 +152,9 @@ def test_kernels_match_reference_with_one_and_two_threads(cell, dtype, num_threa
     check_forward_and_backward(p, dtype)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (7, 5, 11, 13), (20, 64, 5, 7), (30, 3, 2, 4)])
+# The last two run the input projection of inference mode in several chunks of steps.
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (7, 5, 11, 13), (30, 3, 2, 4), (20, 64, 5, 7),
+                                   (520, 1, 3, 2)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cell", CELLS)
 def test_inference_mode_gives_the_outputs_of_training_mode(cell, dtype, shape, rng):
