@@ -323,16 +323,22 @@ def one_thread():
         fastrnn.set_num_threads(before)
 
 
-def long_problem(rng: np.random.Generator) -> Problem:
-    """An LSTM that takes a while (a few GFLOP) in one call."""
-    return make_problem(rng, "lstm", 150, 64, 256, 256, np.float32)
+def long_call(rng: np.random.Generator, which: str):
+    """A function running one LSTM kernel call that takes a while (a few GFLOP)."""
+    if which == "forward":
+        p = make_problem(rng, "lstm", 150, 64, 256, 256, np.float32)
+        return lambda: p.forward(training=False)
+    p = make_problem(rng, "lstm", 50, 64, 256, 256, np.float32)
+    result = p.forward()
+    return lambda: p.backward(result)
 
 
-def test_python_threads_run_while_a_kernel_runs(rng, one_thread):
+@pytest.mark.parametrize("which", ("forward", "backward"))
+def test_python_threads_run_while_a_kernel_runs(which, rng, one_thread):
     """A pure-Python thread ticking every millisecond must tick in the middle half of a long
     kernel call; with the GIL held it could not tick at all there. Not a timing test: a few
     attempts are allowed, and any one tick in any attempt suffices."""
-    p = long_problem(rng)
+    call = long_call(rng, which)
     ticks: list[float] = []
     stop = threading.Event()
 
@@ -346,7 +352,7 @@ def test_python_threads_run_while_a_kernel_runs(rng, one_thread):
     try:
         for _ in range(5):
             start = time.perf_counter()
-            p.forward(training=False)
+            call()
             end = time.perf_counter()
             lo, hi = start + 0.25 * (end - start), start + 0.75 * (end - start)
             if any(lo < t < hi for t in list(ticks)):
