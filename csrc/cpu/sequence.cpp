@@ -100,34 +100,61 @@ long chunk_steps(const Steps& s, long steps) {
   return std::clamp<long>(256 / batch, 1, std::max<long>(steps, 1));
 }
 
-// Everything a thread needs to run the forward of one cell kind.
+// Everything the threads share to run the forward of one cell kind.
 template <typename T>
 struct Forward {
   const LayerForward<T>& a;
   const Steps& s;
-  long H, I, G;
+  long H, I, O;            // hidden, input, output (= hidden, or the LSTM's projection)
   long ld;                 // row stride of the gates buffer
   T* gates;                // x-side pre-activations (then saved values), by packed row
   bool chunked;            // `gates` holds only the current chunk's rows (inference)
+  long chunk;              // steps per input-projection chunk
   const T* w_packed;       // W_hh in panel blocks
   const T* bias_x;         // (G*H,) added to the input projection, or null
-  const T* h0;             // (B, H), zeros when the caller gave none
+  const T* h0;             // (B, O), zeros when the caller gave none
+  // LSTM projection: o*tanh(c) of every row (training: a column block of `gates`; inference:
+  // a (B, H) buffer) and W_hr^T padded to whole vectors (H, o_pad).
+  T* h_full;
+  long ld_full;
+  const T* w_hr_t;
+  long o_pad;
 };
 
+// y[row, p] and h_n for this thread's share `outs` of the projection, rows [0, bt) of step t.
+template <typename T>
+void project_step(const Forward<T>& f, long t, long bt, Range outs) {
+  constexpr long W = Vec<T>::width;
+  const long base = f.chunked ? 0 : f.s.offset[t];  // row of h_full holding batch row 0
+  for (long u = outs.begin; u < outs.end; u += W) {
+    const long n = std::min(W, outs.end - u);
+    for_each_panel<T, 1, panel_rows<1>()>(bt, f.h_full + base * f.ld_full, f.ld_full, f.w_hr_t + u,
+                                          f.o_pad, f.H, [&](const auto& acc, long rb) {
+      for (int r = 0; r < acc.rows; ++r) {
+        const long b = rb + r;
+        store_n(f.a.y + (f.s.offset[t] + b) * f.O + u, acc.v[r][0], n);
+        store_n(f.a.h_n + b * f.O + u, acc.v[r][0], n);
+      }
+    });
+  }
+}
+
 template <typename T, CellKind cell>
-void forward_thread(Forward<T>& f, long chunk, int p, int parts) {
+void forward_thread(const Forward<T>& f, int p, int parts) {
   constexpr long W = Vec<T>::width;
   constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
-  constexpr Activation act = cell == CellKind::rnn_relu ? Activation::relu : Activation::tanh;
+  [[maybe_unused]] constexpr Activation act = cell == CellKind::rnn_relu ? Activation::relu : Activation::tanh;
   using V = Vec<T>;
   const LayerForward<T>& a = f.a;
   const Steps& s = f.s;
-  const long H = f.H, I = f.I;
+  const long H = f.H, I = f.I, O = f.O;
+  const bool projected = a.proj > 0;
   const Range units = share(H, p, parts, W);
+  const Range outs = share(O, p, parts, W);
   const bool training = a.saved != nullptr;
 
-  for (long t0 = 0; t0 < a.steps; t0 += chunk) {
-    const long t1 = std::min(t0 + chunk, a.steps);
+  for (long t0 = 0; t0 < a.steps; t0 += f.chunk) {
+    const long t1 = std::min(t0 + f.chunk, a.steps);
     const long r0 = s.offset[t0], rows = s.offset[t1] - r0;
     const long base = f.chunked ? r0 : 0;  // packed row held in gates' first row
     T* gates = f.gates + (r0 - base) * f.ld;
@@ -143,16 +170,16 @@ void forward_thread(Forward<T>& f, long chunk, int p, int parts) {
     }
     for (long t = t0; t < t1; ++t) {
       const long bt = s.size[t];
-      const T* h_prev = t == 0 ? f.h0 : a.y + s.offset[t - 1] * H;
+      const T* h_prev = t == 0 ? f.h0 : a.y + s.offset[t - 1] * O;
       for (long u = units.begin; u < units.end; u += W) {
         const long n = std::min(W, units.end - u);
-        const T* w = f.w_packed + (u / W) * H * G * W;
-        for_each_panel<T, G, panel_rows<G>()>(bt, h_prev, H, w, G * W, H, [&](const auto& acc, long rb) {
+        const T* w = f.w_packed + (u / W) * O * G * W;
+        for_each_panel<T, G, panel_rows<G>()>(bt, h_prev, O, w, G * W, O, [&](const auto& acc, long rb) {
           for (int r = 0; r < acc.rows; ++r) {
             const long b = rb + r, row = s.offset[t] + b;
             T* gx = f.gates + (row - base) * f.ld + u;  // this row's x-side gates
-            T* y = a.y + row * H + u;
-            T* h = a.h_n + b * H + u;
+            T* y = a.y + row * O + u;
+            T* h = a.h_n + b * O + u;
             if constexpr (G == 1) {
               const V out = rnn_forward_unit<act>(acc.v[r][0] + load_n(gx, n));
               store_n(y, out, n);
@@ -164,8 +191,12 @@ void forward_thread(Forward<T>& f, long chunk, int p, int parts) {
               V c_new, h_new;
               lstm_forward_unit(gv, load_n(c, n), c_new, h_new);
               store_n(c, c_new, n);
-              store_n(h, h_new, n);
-              store_n(y, h_new, n);
+              if (projected) {
+                store_n(f.h_full + (f.chunked ? b : row) * f.ld_full + u, h_new, n);
+              } else {
+                store_n(h, h_new, n);
+                store_n(y, h_new, n);
+              }
               if (training) {
                 store_n(gx, gv.i, n);
                 store_n(gx + H, gv.f, n);
@@ -195,18 +226,23 @@ void forward_thread(Forward<T>& f, long chunk, int p, int parts) {
           }
         });
       }
-      barrier(parts);
+      barrier(parts);  // the next step (or the projection) reads every unit
+      if (projected) {
+        project_step(f, t, bt, outs);
+        barrier(parts);
+      }
     }
   }
 }
 
 template <typename T, CellKind cell>
 void forward(const LayerForward<T>& a, const Steps& s) {
-  const long H = a.hidden, I = a.input, G = gate_count(cell);
+  constexpr long W = Vec<T>::width;
+  const long H = a.hidden, I = a.input, O = a.out(), G = gate_count(cell);
   std::vector<T> zeros, bias;
   const T* h0 = a.h0;
   if (!h0) {
-    zeros.assign(a.batch * H, T(0));
+    zeros.assign(a.batch * O, T(0));
     h0 = zeros.data();
   }
   if (a.b_ih) {  // GRU: b_hh stays inside r * (W_hn h + b_hn), added per step
@@ -217,7 +253,7 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   const bool training = a.saved != nullptr;
   // Where the x-side gates live: the RNN's straight in y; training: the saved buffer;
   // inference: a chunk buffer.
-  std::vector<T> work;
+  std::vector<T> work, full_work, w_hr_t;
   long ld = G * H, chunk = std::max<long>(a.steps, 1);
   T* gates;
   if (G == 1) {
@@ -225,20 +261,35 @@ void forward(const LayerForward<T>& a, const Steps& s) {
     ld = H;
   } else if (training) {
     gates = a.saved;
-    ld = saved_columns(cell, H);
+    ld = saved_columns(cell, H, a.proj);
   } else {
     chunk = chunk_steps(s, a.steps);
     work.resize(std::max<long>(1, s.offset[std::min(chunk, a.steps)]) * G * H);
     gates = work.data();
   }
-  const std::vector<T> w_packed = pack_gate_blocks(a.w_hh, G, H, H);
-  const long step_flops = 2 * (a.steps ? s.size[0] : 0) * G * H * H;
-  const int threads = threads_for(step_flops, H);
-  run_parallel(threads, [&](int p, int parts) {
-    Forward<T> f{a, s, H, I, G, ld, gates, !work.empty(), w_packed.data(),
-                 bias.empty() ? nullptr : bias.data(), h0};
-    forward_thread<T, cell>(f, chunk, p, parts);
-  });
+  const long o_pad = (O + W - 1) / W * W;
+  T* h_full = nullptr;
+  long ld_full = 0;
+  if (a.proj > 0) {
+    if (training) {
+      h_full = a.saved + 5 * H;
+      ld_full = ld;
+    } else {
+      full_work.resize(a.batch * H);
+      h_full = full_work.data();
+      ld_full = H;
+    }
+    // W_hr (O, H) transposed to (H, o_pad).
+    w_hr_t.assign(H * o_pad, T(0));
+    for (long o = 0; o < O; ++o)
+      for (long j = 0; j < H; ++j) w_hr_t[j * o_pad + o] = a.w_hr[o * H + j];
+  }
+  const std::vector<T> w_packed = pack_gate_blocks(a.w_hh, G, H, O);
+  const Forward<T> f{a, s, H, I, O, ld, gates, !work.empty(), chunk, w_packed.data(),
+                     bias.empty() ? nullptr : bias.data(), h0, h_full, ld_full, w_hr_t.data(),
+                     o_pad};
+  const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
+  run_parallel(threads, [&](int p, int parts) { forward_thread<T, cell>(f, p, parts); });
 }
 
 // ---- backward ------------------------------------------------------------------------------
@@ -247,94 +298,120 @@ template <typename T>
 struct Backward {
   const LayerBackward<T>& g;
   const Steps& s;
-  long H, I, G;
+  long H, I, O;
   T* dgx;              // (rows, G*H) d pre-activations, input side
   T* dgh;              // hidden side (the same buffer as dgx except in the GRU)
   T* dh_direct;        // GRU: (B, H) the part dh * z of d h_prev
-  const T* w_padded;   // W_hh (G*H, H) with rows padded to whole vectors
-  long h_pad;
-  const T* h0;         // (B, H)
+  const T* w_padded;   // W_hh (G*H, O) with rows padded to whole vectors (o_pad)
+  long o_pad;
+  const T* h0;         // (B, O)
   const T* c0;         // (B, H), LSTM
-  T* h_prev;           // (rows, H) every row's h_prev, for dW_hh
+  T* h_prev;           // (rows, O) every row's h_prev, for dW_hh
+  // LSTM projection: d h (rows, O) of every row, and W_hr (O, H) padded to (O, h_pad).
+  T* dh_out;
+  const T* w_hr_padded;
+  long h_pad;
 };
 
 template <typename T, CellKind cell>
-void backward_thread(Backward<T>& k, int p, int parts) {
+void backward_thread(const Backward<T>& k, int p, int parts) {
   constexpr long W = Vec<T>::width;
   constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
-  constexpr Activation act = cell == CellKind::rnn_relu ? Activation::relu : Activation::tanh;
+  [[maybe_unused]] constexpr Activation act = cell == CellKind::rnn_relu ? Activation::relu : Activation::tanh;
+  constexpr int RP = panel_rows<1>();
   using V = Vec<T>;
   const LayerBackward<T>& g = k.g;
   const LayerForward<T>& a = *g.fwd;
   const Steps& s = k.s;
-  const long H = k.H, I = k.I, GH = G * H, rows = s.rows();
-  const long ld = saved_columns(cell, H);
+  const long H = k.H, I = k.I, O = k.O, GH = G * H, rows = s.rows();
+  const bool projected = a.proj > 0;
+  const long ld = saved_columns(cell, H, a.proj);
   const Range units = share(H, p, parts, W);
-  T* dh = g.dh0;  // the running d h of every row, ends as dh0
-  T* dc = g.dc0;  // LSTM: the running d c, ends as dc0
+  const Range outs = share(O, p, parts, W);
+  T* dh = g.dh0;  // the running d h of every row (B, O), ends as dh0
+  T* dc = g.dc0;  // LSTM: the running d c (B, H), ends as dc0
   for (long b = 0; b < a.batch; ++b) {
-    const long off = b * H + units.begin, n = units.size();
-    if (g.dh_n) std::memcpy(dh + off, g.dh_n + off, n * sizeof(T));
-    else std::memset(dh + off, 0, n * sizeof(T));
+    if (g.dh_n) std::memcpy(dh + b * O + outs.begin, g.dh_n + b * O + outs.begin, outs.size() * sizeof(T));
+    else std::memset(dh + b * O + outs.begin, 0, outs.size() * sizeof(T));
     if (cell == CellKind::lstm) {
-      if (g.dc_n) std::memcpy(dc + off, g.dc_n + off, n * sizeof(T));
-      else std::memset(dc + off, 0, n * sizeof(T));
+      if (g.dc_n) std::memcpy(dc + b * H + units.begin, g.dc_n + b * H + units.begin, units.size() * sizeof(T));
+      else std::memset(dc + b * H + units.begin, 0, units.size() * sizeof(T));
     }
   }
 
   for (long t = a.steps - 1; t >= 0; --t) {
     const long bt = s.size[t];
-    // Pointwise backward of this thread's units.
-    for (long b = 0; b < bt; ++b) {
+    if (projected) {
+      // d h of this step's rows (this thread's outputs), kept for dW_hr; then d(o*tanh(c)) of
+      // this thread's units = W_hr^T d h, which needs every output.
+      for (long b = 0; b < bt; ++b) {
+        const long row = s.offset[t] + b;
+        for (long o = outs.begin; o < outs.end; ++o)
+          k.dh_out[row * O + o] = dh[b * O + o] + (g.dy ? g.dy[row * O + o] : T(0));
+      }
+      barrier(parts);
+    }
+    // Pointwise backward of this thread's units, rows [r, r + R) at a time.
+    auto pointwise = [&](long b, long u, long n, V dh_total) {
       const long row = s.offset[t] + b;
-      const T* dy = g.dy ? g.dy + row * H : nullptr;
-      for (long u = units.begin; u < units.end; u += W) {
-        const long n = std::min(W, units.end - u);
-        const V dh_total = dy ? load_n(dy + u, n) + load_n(dh + b * H + u, n) : load_n(dh + b * H + u, n);
-        if constexpr (G == 1) {
-          store_n(k.dgx + row * H + u, rnn_backward_unit<act>(load_n(a.y + row * H + u, n), dh_total), n);
-        } else if constexpr (G == 4) {
-          const T* sv = a.saved + row * ld + u;
-          const T* c_prev = t == 0 ? k.c0 + b * H + u : a.saved + (s.offset[t - 1] + b) * ld + 4 * H + u;
-          const LstmGates<V> av{load_n(sv, n), load_n(sv + H, n), load_n(sv + 2 * H, n), load_n(sv + 3 * H, n)};
-          V dcv = load_n(dc + b * H + u, n);
-          LstmGates<V> dpre;
-          lstm_backward_unit(av, load_n(sv + 4 * H, n), load_n(c_prev, n), dh_total, dcv, dpre);
-          store_n(dc + b * H + u, dcv, n);
-          T* d = k.dgx + row * GH + u;
-          store_n(d, dpre.i, n);
-          store_n(d + H, dpre.f, n);
-          store_n(d + 2 * H, dpre.g, n);
-          store_n(d + 3 * H, dpre.o, n);
-        } else {
-          const T* sv = a.saved + row * ld + u;
-          const T* h_prev = t == 0 ? k.h0 + b * H + u : a.y + (s.offset[t - 1] + b) * H + u;
-          const GruGates<V> av{load_n(sv, n), load_n(sv + H, n), load_n(sv + 2 * H, n)};
-          GruGates<V> dxs, dhs;
-          const V direct = gru_backward_unit(av, load_n(sv + 3 * H, n), load_n(h_prev, n), dh_total, dxs, dhs);
-          store_n(k.dh_direct + b * H + u, direct, n);
-          T* dx_side = k.dgx + row * GH + u;
-          T* dh_side = k.dgh + row * GH + u;
-          store_n(dx_side, dxs.r, n);
-          store_n(dx_side + H, dxs.z, n);
-          store_n(dx_side + 2 * H, dxs.n, n);
-          store_n(dh_side, dhs.r, n);
-          store_n(dh_side + H, dhs.z, n);
-          store_n(dh_side + 2 * H, dhs.n, n);
+      if constexpr (G == 1) {
+        store_n(k.dgx + row * H + u, rnn_backward_unit<act>(load_n(a.y + row * H + u, n), dh_total), n);
+      } else if constexpr (G == 4) {
+        const T* sv = a.saved + row * ld + u;
+        const T* c_prev = t == 0 ? k.c0 + b * H + u : a.saved + (s.offset[t - 1] + b) * ld + 4 * H + u;
+        const LstmGates<V> av{load_n(sv, n), load_n(sv + H, n), load_n(sv + 2 * H, n), load_n(sv + 3 * H, n)};
+        V dcv = load_n(dc + b * H + u, n);
+        LstmGates<V> dpre;
+        lstm_backward_unit(av, load_n(sv + 4 * H, n), load_n(c_prev, n), dh_total, dcv, dpre);
+        store_n(dc + b * H + u, dcv, n);
+        T* d = k.dgx + row * GH + u;
+        store_n(d, dpre.i, n);
+        store_n(d + H, dpre.f, n);
+        store_n(d + 2 * H, dpre.g, n);
+        store_n(d + 3 * H, dpre.o, n);
+      } else {
+        const T* sv = a.saved + row * ld + u;
+        const T* h_prev = t == 0 ? k.h0 + b * H + u : a.y + (s.offset[t - 1] + b) * H + u;
+        const GruGates<V> av{load_n(sv, n), load_n(sv + H, n), load_n(sv + 2 * H, n)};
+        GruGates<V> dxs, dhs;
+        const V direct = gru_backward_unit(av, load_n(sv + 3 * H, n), load_n(h_prev, n), dh_total, dxs, dhs);
+        store_n(k.dh_direct + b * H + u, direct, n);
+        T* dx_side = k.dgx + row * GH + u;
+        T* dh_side = k.dgh + row * GH + u;
+        store_n(dx_side, dxs.r, n);
+        store_n(dx_side + H, dxs.z, n);
+        store_n(dx_side + 2 * H, dxs.n, n);
+        store_n(dh_side, dhs.r, n);
+        store_n(dh_side + H, dhs.z, n);
+        store_n(dh_side + 2 * H, dhs.n, n);
+      }
+    };
+    for (long u = units.begin; u < units.end; u += W) {
+      const long n = std::min(W, units.end - u);
+      if (projected) {
+        for_each_panel<T, 1, RP>(bt, k.dh_out + s.offset[t] * O, O, k.w_hr_padded + u, k.h_pad, O,
+                                 [&](const auto& acc, long rb) {
+          for (int r = 0; r < acc.rows; ++r) pointwise(rb + r, u, n, acc.v[r][0]);
+        });
+      } else {
+        for (long b = 0; b < bt; ++b) {
+          const T* dy = g.dy ? g.dy + (s.offset[t] + b) * H + u : nullptr;
+          const V dh_b = load_n(dh + b * H + u, n);
+          pointwise(b, u, n, dy ? load_n(dy, n) + dh_b : dh_b);
         }
       }
     }
     barrier(parts);  // the product below reads every unit's d gates of this step
-    // d h_prev of this thread's units: W_hh^T d(gates), over all G*H gate rows.
-    for (long u = units.begin; u < units.end; u += W) {
-      const long n = std::min(W, units.end - u);
-      for_each_panel<T, 1, panel_rows<1>()>(bt, k.dgh + s.offset[t] * GH, GH, k.w_padded + u, k.h_pad, GH,
-                                            [&](const auto& acc, long rb) {
+    // d h_prev of this thread's outputs: W_hh^T d(gates), over all G*H gate rows.
+    for (long u = outs.begin; u < outs.end; u += W) {
+      const long n = std::min(W, outs.end - u);
+      for_each_panel<T, 1, RP>(bt, k.dgh + s.offset[t] * GH, GH, k.w_padded + u, k.o_pad, GH,
+                               [&](const auto& acc, long rb) {
         for (int r = 0; r < acc.rows; ++r) {
           const long b = rb + r;
           V v = acc.v[r][0];
           if constexpr (G == 3) v = v + load_n(k.dh_direct + b * H + u, n);
-          store_n(dh + b * H + u, v, n);
+          store_n(dh + b * O + u, v, n);
         }
       });
     }
@@ -343,15 +420,15 @@ void backward_thread(Backward<T>& k, int p, int parts) {
   // this thread's share of the steps.
   const Range steps = share(a.steps, p, parts);
   for (long t = steps.begin; t < steps.end; ++t) {
-    const T* src = t == 0 ? k.h0 : a.y + s.offset[t - 1] * H;
-    std::memcpy(k.h_prev + s.offset[t] * H, src, s.size[t] * H * sizeof(T));
+    const T* src = t == 0 ? k.h0 : a.y + s.offset[t - 1] * O;
+    std::memcpy(k.h_prev + s.offset[t] * O, src, s.size[t] * O * sizeof(T));
   }
   barrier(parts);
   // Weight gradients of this thread's units' rows, dx of its share of the rows.
   for (long gi = 0; gi < G && units.size() > 0; ++gi) {
     const long r = gi * H + units.begin, n = units.size();
     gemm<T>(true, false, n, I, rows, T(1), k.dgx + r, GH, a.x, I, T(0), g.dw_ih + r * I, I);
-    gemm<T>(true, false, n, H, rows, T(1), k.dgh + r, GH, k.h_prev, H, T(0), g.dw_hh + r * H, H);
+    gemm<T>(true, false, n, O, rows, T(1), k.dgh + r, GH, k.h_prev, O, T(0), g.dw_hh + r * O, O);
     for (auto [db, d] : {std::pair{g.db_ih, k.dgx}, std::pair{g.db_hh, k.dgh}}) {
       if (!db) continue;
       std::fill(db + r, db + r + n, T(0));
@@ -359,6 +436,9 @@ void backward_thread(Backward<T>& k, int p, int parts) {
         for (long j = 0; j < n; ++j) db[r + j] += d[row * GH + r + j];
     }
   }
+  if (projected && outs.size() > 0)  // dW_hr = d h^T (o * tanh(c)) over all rows
+    gemm<T>(true, false, outs.size(), H, rows, T(1), k.dh_out + outs.begin, O, a.saved + 5 * H, ld,
+            T(0), g.dw_hr + outs.begin * H, H);
   const Range mine = share(rows, p, parts);
   gemm<T>(false, false, mine.size(), I, GH, T(1), k.dgx + mine.begin * GH, GH, a.w_ih, I, T(0),
           g.dx + mine.begin * I, I);
@@ -368,15 +448,16 @@ template <typename T, CellKind cell>
 void backward(const LayerBackward<T>& g, const Steps& s) {
   const LayerForward<T>& a = *g.fwd;
   constexpr long W = Vec<T>::width;
-  const long H = a.hidden, G = gate_count(cell), rows = s.rows();
-  std::vector<T> zeros_h, zeros_c, dgx(rows * G * H), dgh, dh_direct, h_prev(rows * H);
+  const long H = a.hidden, O = a.out(), G = gate_count(cell), rows = s.rows();
+  std::vector<T> zeros_h, zeros_c, dgx(rows * G * H), dgh, dh_direct, h_prev(rows * O), dh_out,
+      w_hr_padded;
   if (cell == CellKind::gru) {
     dgh.resize(rows * G * H);
     dh_direct.resize(a.batch * H);
   }
   const T* h0 = a.h0;
   if (!h0) {
-    zeros_h.assign(a.batch * H, T(0));
+    zeros_h.assign(a.batch * O, T(0));
     h0 = zeros_h.data();
   }
   const T* c0 = a.c0;
@@ -384,14 +465,17 @@ void backward(const LayerBackward<T>& g, const Steps& s) {
     zeros_c.assign(a.batch * H, T(0));
     c0 = zeros_c.data();
   }
-  const long h_pad = (H + W - 1) / W * W;
-  const std::vector<T> w_padded = pad_columns(a.w_hh, G * H, H, h_pad);
-  const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * H, H);
-  run_parallel(threads, [&](int p, int parts) {
-    Backward<T> k{g, s, H, a.input, G, dgx.data(), dgh.empty() ? dgx.data() : dgh.data(),
-                  dh_direct.data(), w_padded.data(), h_pad, h0, c0, h_prev.data()};
-    backward_thread<T, cell>(k, p, parts);
-  });
+  const long o_pad = (O + W - 1) / W * W, h_pad = (H + W - 1) / W * W;
+  const std::vector<T> w_padded = pad_columns(a.w_hh, G * H, O, o_pad);
+  if (a.proj > 0) {
+    dh_out.resize(rows * O);
+    w_hr_padded = pad_columns(a.w_hr, O, H, h_pad);
+  }
+  const Backward<T> k{g, s, H, a.input, O, dgx.data(), dgh.empty() ? dgx.data() : dgh.data(),
+                      dh_direct.data(), w_padded.data(), o_pad, h0, c0, h_prev.data(),
+                      dh_out.data(), w_hr_padded.data(), h_pad};
+  const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
+  run_parallel(threads, [&](int p, int parts) { backward_thread<T, cell>(k, p, parts); });
 }
 
 }  // namespace
@@ -399,12 +483,12 @@ void backward(const LayerBackward<T>& g, const Steps& s) {
 template <typename T>
 void layer_forward(const LayerForward<T>& a) {
   const Steps s = make_steps(a.steps, a.batch, a.batch_sizes);
-  const long n = a.batch * a.hidden;
-  if (a.h0) std::memcpy(a.h_n, a.h0, n * sizeof(T));
-  else std::memset(a.h_n, 0, n * sizeof(T));
+  const long nh = a.batch * a.out(), nc = a.batch * a.hidden;
+  if (a.h0) std::memcpy(a.h_n, a.h0, nh * sizeof(T));
+  else std::memset(a.h_n, 0, nh * sizeof(T));
   if (a.cell == CellKind::lstm) {
-    if (a.c0) std::memcpy(a.c_n, a.c0, n * sizeof(T));
-    else std::memset(a.c_n, 0, n * sizeof(T));
+    if (a.c0) std::memcpy(a.c_n, a.c0, nc * sizeof(T));
+    else std::memset(a.c_n, 0, nc * sizeof(T));
   }
   switch (a.cell) {
     case CellKind::rnn_tanh: return forward<T, CellKind::rnn_tanh>(a, s);

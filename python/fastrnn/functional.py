@@ -96,7 +96,7 @@ def _forward(layer: Layer, training: bool) -> SequenceResult:
     t, b, i = layer.x.shape
     y, h_n, c_n, saved = _C.layer_forward(
         layer.cell, t, b, layer.x.reshape(t * b, i), layer.h0, layer.c0, layer.w_ih, layer.w_hh,
-        layer.b_ih, layer.b_hh, None, bool(training))
+        layer.b_ih, layer.b_hh, None, None, bool(training))
     y = y.reshape(t, b, layer.hidden)
     if training:
         y.flags.writeable = False  # backward reads it as every step's h_prev
@@ -134,9 +134,9 @@ def _backward(name: str, result: Any, dy: Any, dh_n: Any, dc_n: Any) -> Sequence
         check_shape(arg, arr, shape, what)
         grads[arg] = contiguous(arr)
     dy2 = None if grads["dy"] is None else grads["dy"].reshape(t * b, h)
-    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _C.layer_backward(
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, _ = _C.layer_backward(
         layer.cell, t, b, layer.x.reshape(t * b, layer.x.shape[2]), layer.h0, layer.c0, layer.w_ih,
-        layer.w_hh, layer.b_ih, layer.b_hh, None, result.y.reshape(t * b, h), saved, dy2,
+        layer.w_hh, layer.b_ih, layer.b_hh, None, None, result.y.reshape(t * b, h), saved, dy2,
         grads["dh_n"], grads["dc_n"])
     return SequenceGrads(dx=dx.reshape(layer.x.shape), dh0=dh0, dw_ih=dw_ih, dw_hh=dw_hh,
                          db_ih=db_ih, db_hh=db_hh, dc0=dc0)
