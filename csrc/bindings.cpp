@@ -81,7 +81,7 @@ py::tuple layer_forward_py(const std::string& cell_name, long steps, long batch,
   const CellKind cell = parse_cell(cell_name);
   LayerForward<T> a =
       forward_args(cell, steps, batch, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes);
-  const long rows = x.shape(0), H = a.hidden, O = a.out(), S = saved_columns(cell, H, a.proj);
+  const long rows = x.shape(0), H = a.hidden, O = a.state(), S = saved_columns(cell, H, a.proj);
   Array<T> y({rows, O}), h_n({batch, O});
   Optional<T> c_n, saved;
   if (cell == CellKind::lstm) c_n = Array<T>({batch, H});
@@ -110,7 +110,7 @@ py::tuple layer_backward_py(const std::string& cell_name, long steps, long batch
       forward_args(cell, steps, batch, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes);
   a.y = const_cast<T*>(y.data());
   a.saved = const_cast<T*>(ptr(saved));
-  const long rows = x.shape(0), I = a.input, H = a.hidden, O = a.out(), G = w_hh.shape(0);
+  const long rows = x.shape(0), I = a.input, H = a.hidden, O = a.state(), G = w_hh.shape(0);
   Array<T> dx({rows, I}), dh0({batch, O}), dw_ih({G, I}), dw_hh({G, O});
   Optional<T> dc0, db_ih, db_hh, dw_hr;
   if (cell == CellKind::lstm) dc0 = Array<T>({batch, H});

@@ -238,7 +238,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
 template <typename T, CellKind cell>
 void forward(const LayerForward<T>& a, const Steps& s) {
   constexpr long W = Vec<T>::width;
-  const long H = a.hidden, I = a.input, O = a.out(), G = gate_count(cell);
+  const long H = a.hidden, I = a.input, O = a.state(), G = gate_count(cell);
   std::vector<T> zeros, bias;
   const T* h0 = a.h0;
   if (!h0) {
@@ -448,7 +448,7 @@ template <typename T, CellKind cell>
 void backward(const LayerBackward<T>& g, const Steps& s) {
   const LayerForward<T>& a = *g.fwd;
   constexpr long W = Vec<T>::width;
-  const long H = a.hidden, O = a.out(), G = gate_count(cell), rows = s.rows();
+  const long H = a.hidden, O = a.state(), G = gate_count(cell), rows = s.rows();
   std::vector<T> zeros_h, zeros_c, dgx(rows * G * H), dgh, dh_direct, h_prev(rows * O), dh_out,
       w_hr_padded;
   if (cell == CellKind::gru) {
@@ -483,7 +483,7 @@ void backward(const LayerBackward<T>& g, const Steps& s) {
 template <typename T>
 void layer_forward(const LayerForward<T>& a) {
   const Steps s = make_steps(a.steps, a.batch, a.batch_sizes);
-  const long nh = a.batch * a.out(), nc = a.batch * a.hidden;
+  const long nh = a.batch * a.state(), nc = a.batch * a.hidden;
   if (a.h0) std::memcpy(a.h_n, a.h0, nh * sizeof(T));
   else std::memset(a.h_n, 0, nh * sizeof(T));
   if (a.cell == CellKind::lstm) {
