@@ -114,17 +114,21 @@ void rnn_forward(const LayerForward<T>& a, const Steps& s) {
 
 template <typename T>
 void lstm_forward(const LayerForward<T>& a, const Steps& s) {
-  const long H = a.hidden, I = a.input, G = 4 * H;
+  const long H = a.hidden, S = a.state(), I = a.input, G = 4 * H;
+  const bool project = a.proj > 0;
   std::vector<T> bias;
   if (a.b_ih) {
     bias.resize(G);
     for (long j = 0; j < G; ++j) bias[j] = a.b_ih[j] + a.b_hh[j];
   }
   const bool training = a.saved != nullptr;
-  const long ld = training ? 5 * H : G;  // gates (+ c) per row
+  const long ld = training ? saved_columns(CellKind::lstm, H, a.proj) : G;  // gates (+ c, m)
   const long chunk = training ? std::max<long>(a.steps, 1) : chunk_steps(s, a.steps);
   std::vector<T> work;
   if (!training) work.resize(std::min(s.rows(), s.offset[std::min(chunk, a.steps)]) * G);
+  // m = o*tanh(c), the input of the projection h = W_hr m: kept in `saved` when training.
+  std::vector<T> m_step;
+  if (project && !training) m_step.resize(a.batch * H);
 
   for (long t0 = 0; t0 < a.steps; t0 += chunk) {
     const long t1 = std::min(t0 + chunk, a.steps);
@@ -135,13 +139,16 @@ void lstm_forward(const LayerForward<T>& a, const Steps& s) {
     for (long t = t0; t < t1; ++t) {
       const long bt = s.size[t];
       T* gt = gates + (s.offset[t] - r0) * ld;
-      gemm<T>(false, true, bt, G, H, T(1), a.h_n, H, a.w_hh, H, T(1), gt, ld);
+      gemm<T>(false, true, bt, G, S, T(1), a.h_n, S, a.w_hh, S, T(1), gt, ld);
+      T* mt = training ? gt + 5 * H : m_step.data();
+      const long ldm = training ? ld : H;
       parallel_for(bt, 40 * H, [&](long b0, long b1) {
         for (long b = b0; b < b1; ++b) {
           T* g = gt + b * ld;
           T* c = a.c_n + b * H;
-          T* h = a.h_n + b * H;
-          T* y = a.y + (s.offset[t] + b) * H;
+          T* h = a.h_n + b * S;
+          T* y = a.y + (s.offset[t] + b) * S;
+          T* m = mt + b * ldm;
           for_each_unit<T>(H, [&](auto unit, long j) {
             using U = typename decltype(unit)::type;
             LstmGates<U> gv{load<U>(g + j), load<U>(g + H + j), load<U>(g + 2 * H + j),
@@ -149,8 +156,12 @@ void lstm_forward(const LayerForward<T>& a, const Steps& s) {
             U c_new, h_new;
             lstm_forward_unit(gv, load<U>(c + j), c_new, h_new);
             store(c + j, c_new);
-            store(h + j, h_new);
-            store(y + j, h_new);
+            if (project) {
+              store(m + j, h_new);
+            } else {
+              store(h + j, h_new);
+              store(y + j, h_new);
+            }
             if (training) {
               store(g + j, gv.i);
               store(g + H + j, gv.f);
@@ -161,6 +172,11 @@ void lstm_forward(const LayerForward<T>& a, const Steps& s) {
           });
         }
       });
+      if (project) {  // h = W_hr m
+        T* yt = a.y + s.offset[t] * S;
+        gemm<T>(false, true, bt, S, H, T(1), mt, ldm, a.w_hr, H, T(0), yt, S);
+        std::memcpy(a.h_n, yt, bt * S * sizeof(T));
+      }
     }
   }
 }
@@ -221,16 +237,16 @@ template <typename T>
 void weight_gradients(const LayerBackward<T>& g, const Steps& s, const T* dgx, const T* dgh,
                       const T* h0) {
   const LayerForward<T>& a = *g.fwd;
-  const long H = a.hidden, I = a.input, G = gate_count(a.cell) * H, rows = s.rows();
+  const long S = a.state(), I = a.input, G = gate_count(a.cell) * a.hidden, rows = s.rows();
   // h_prev of every row: h0 for step 0, else the previous step's output of the same batch row.
-  std::vector<T> h_prev(rows * H);
+  std::vector<T> h_prev(rows * S);
   for (long t = 0; t < a.steps; ++t) {
-    const T* src = t == 0 ? h0 : a.y + s.offset[t - 1] * H;
-    std::memcpy(h_prev.data() + s.offset[t] * H, src, s.size[t] * H * sizeof(T));
+    const T* src = t == 0 ? h0 : a.y + s.offset[t - 1] * S;
+    std::memcpy(h_prev.data() + s.offset[t] * S, src, s.size[t] * S * sizeof(T));
   }
   gemm<T>(false, false, rows, I, G, T(1), dgx, G, a.w_ih, I, T(0), g.dx, I);
   gemm<T>(true, false, G, I, rows, T(1), dgx, G, a.x, I, T(0), g.dw_ih, I);
-  gemm<T>(true, false, G, H, rows, T(1), dgh, G, h_prev.data(), H, T(0), g.dw_hh, H);
+  gemm<T>(true, false, G, S, rows, T(1), dgh, G, h_prev.data(), S, T(0), g.dw_hh, S);
   if (g.db_ih) column_sums(dgx, rows, G, g.db_ih);
   if (g.db_hh) column_sums(dgh, rows, G, g.db_hh);
 }
@@ -238,7 +254,7 @@ void weight_gradients(const LayerBackward<T>& g, const Steps& s, const T* dgx, c
 // dh of row b at step t: the output's gradient plus the recurrent one.
 template <typename T>
 inline const T* dy_row(const LayerBackward<T>& g, const Steps& s, long t, long b) {
-  return g.dy ? g.dy + (s.offset[t] + b) * g.fwd->hidden : nullptr;
+  return g.dy ? g.dy + (s.offset[t] + b) * g.fwd->state() : nullptr;
 }
 
 template <typename T, typename U>
@@ -274,20 +290,34 @@ void rnn_backward(const LayerBackward<T>& g, const Steps& s, const T* h0) {
 template <typename T>
 void lstm_backward(const LayerBackward<T>& g, const Steps& s, const T* h0, const T* c0) {
   const LayerForward<T>& a = *g.fwd;
-  const long H = a.hidden, G = 4 * H, ld = 5 * H;
+  const long H = a.hidden, S = a.state(), G = 4 * H, ld = saved_columns(CellKind::lstm, H, a.proj);
+  const bool project = a.proj > 0;
   std::vector<T> dgates(s.rows() * G);
+  // With a projection: d h of every row (for dW_hr), and d m = W_hr^T d h of one step.
+  std::vector<T> dh_rows, dm;
+  if (project) {
+    dh_rows.resize(s.rows() * S);
+    dm.resize(a.batch * H);
+  }
   T* dh = g.dh0;
   T* dc = g.dc0;
-  copy_or_zero(dh, g.dh_n, a.batch * H);
+  copy_or_zero(dh, g.dh_n, a.batch * S);
   copy_or_zero(dc, g.dc_n, a.batch * H);
   for (long t = a.steps - 1; t >= 0; --t) {
     const long bt = s.size[t];
     T* dt = dgates.data() + s.offset[t] * G;
+    if (project) {
+      T* dht = dh_rows.data() + s.offset[t] * S;
+      for (long i = 0; i < bt * S; ++i) dht[i] = dh[i] + (g.dy ? g.dy[s.offset[t] * S + i] : T(0));
+      gemm<T>(false, false, bt, H, S, T(1), dht, S, a.w_hr, H, T(0), dm.data(), H);
+    }
     parallel_for(bt, 30 * H, [&](long b0, long b1) {
       for (long b = b0; b < b1; ++b) {
         const T* sv = a.saved + (s.offset[t] + b) * ld;
         const T* c_prev = t == 0 ? c0 + b * H : a.saved + (s.offset[t - 1] + b) * ld + 4 * H;
-        const T* dy = dy_row(g, s, t, b);
+        // d of the cell's own output o*tanh(c): d h, or d m with a projection.
+        const T* dy = project ? nullptr : dy_row(g, s, t, b);
+        const T* dh_cell = project ? dm.data() + b * H : dh + b * S;
         T* d = dt + b * G;
         for_each_unit<T>(H, [&](auto unit, long j) {
           using U = typename decltype(unit)::type;
@@ -296,7 +326,7 @@ void lstm_backward(const LayerBackward<T>& g, const Steps& s, const T* h0, const
           U dcj = load<U>(dc + b * H + j);
           LstmGates<U> dpre;
           lstm_backward_unit(act, load<U>(sv + 4 * H + j), load<U>(c_prev + j),
-                             total_dh<T, U>(dy, dh + b * H, j), dcj, dpre);
+                             total_dh<T, U>(dy, dh_cell, j), dcj, dpre);
           store(dc + b * H + j, dcj);
           store(d + j, dpre.i);
           store(d + H + j, dpre.f);
@@ -305,9 +335,12 @@ void lstm_backward(const LayerBackward<T>& g, const Steps& s, const T* h0, const
         });
       }
     });
-    gemm<T>(false, false, bt, H, G, T(1), dt, G, a.w_hh, H, T(0), dh, H);
+    gemm<T>(false, false, bt, S, G, T(1), dt, G, a.w_hh, S, T(0), dh, S);
   }
   weight_gradients(g, s, dgates.data(), dgates.data(), h0);
+  if (project)  // dW_hr = sum over rows of d h m^T
+    gemm<T>(true, false, S, H, s.rows(), T(1), dh_rows.data(), S, a.saved + 5 * H, ld, T(0),
+            g.dw_hr, H);
 }
 
 template <typename T>
@@ -353,7 +386,7 @@ void gru_backward(const LayerBackward<T>& g, const Steps& s, const T* h0) {
 template <typename T>
 void layer_forward(const LayerForward<T>& a) {
   const Steps s = make_steps(a.steps, a.batch, a.batch_sizes);
-  copy_or_zero(a.h_n, a.h0, a.batch * a.hidden);
+  copy_or_zero(a.h_n, a.h0, a.batch * a.state());
   if (a.cell == CellKind::lstm) copy_or_zero(a.c_n, a.c0, a.batch * a.hidden);
   switch (a.cell) {
     case CellKind::rnn_tanh: return rnn_forward<T, Activation::tanh>(a, s);
@@ -368,7 +401,7 @@ void layer_backward(const LayerBackward<T>& g) {
   const LayerForward<T>& a = *g.fwd;
   const Steps s = make_steps(a.steps, a.batch, a.batch_sizes);
   std::vector<T> zeros_h, zeros_c;
-  const T* h0 = or_zeros(a.h0, zeros_h, a.batch * a.hidden);
+  const T* h0 = or_zeros(a.h0, zeros_h, a.batch * a.state());
   switch (a.cell) {
     case CellKind::rnn_tanh: return rnn_backward<T, Activation::tanh>(g, s, h0);
     case CellKind::rnn_relu: return rnn_backward<T, Activation::relu>(g, s, h0);
