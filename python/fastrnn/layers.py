@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from . import _C
-from ._checks import as_float_array, check_shape, common_dtype, contiguous
+from ._checks import as_float_array, check_shape, contiguous
 from .functional import GATES
 
 __all__ = ["StackGrads", "StackResult", "stack_backward", "stack_forward", "weight_shapes"]
@@ -147,9 +147,17 @@ def _check_weights(cell: str, weights: Any, input_size: int, num_layers: int, bi
     arrays = {}
     for name, shape in expected.items():
         arr = as_float_array(f"weights['{name}']", weights[name])
-        check_shape(f"weights['{name}']", arr, shape, str(shape))
+        check_shape(f"weights['{name}']", arr, shape, f"{_symbols(name)} = {shape}")
         arrays[name] = arr
     return hidden, bias, arrays
+
+
+def _symbols(name: str) -> str:
+    """The shape of a parameter in symbols, for error messages."""
+    if name.startswith("weight_ih"):
+        return "(G*H, I)" if name.startswith("weight_ih_l0") else "(G*H, D*S)"
+    return {"weight_hh": "(G*H, S)", "bias_ih": "(G*H,)", "bias_hh": "(G*H,)",
+            "weight_hr": "(P, H)"}[name[:name.index("_l")]]
 
 
 def stack_forward(cell: str, x: Any, h0: Any = None, c0: Any = None,
@@ -189,7 +197,10 @@ def stack_forward(cell: str, x: Any, h0: Any = None, c0: Any = None,
         raise ValueError("c0 is only used by the LSTM")
     h0 = None if h0 is None else as_float_array("h0", h0)
     c0 = None if c0 is None else as_float_array("c0", c0)
-    dtype = common_dtype({"x": x, "h0": h0, "c0": c0, **{f"weights['{k}']": v for k, v in w.items()}})
+    dtype = x.dtype
+    for name, arr in [("h0", h0), ("c0", c0)] + [(f"weights['{k}']", v) for k, v in w.items()]:
+        if arr is not None and arr.dtype != dtype:
+            raise TypeError(f"{name} must have the dtype of x, {dtype}, got {arr.dtype}")
     d = 2 if bidirectional else 1
     s = proj_size if proj_size > 0 else hidden
     ld = num_layers * d
