@@ -428,3 +428,39 @@ def test_clip_grad_norm_matches_torch(max_norm):
     if max_norm < norm:
         total = np.sqrt(sum(np.sum(g ** 2) for g in grads.values()))
         assert abs(total - max_norm) < 1e-5
+
+
+@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+def test_wide_layers_on_several_threads_match_torch(isa):
+    """Sizes at which the kernels' loops split over threads, inside each direction's share."""
+    if isa not in fastrnn._C.isa_supported().split(","):
+        pytest.skip(f"{isa} is not available here")
+    rng = np.random.default_rng(9)
+    torch.manual_seed(2)
+    reference = torch.nn.LSTM(16, 40, num_layers=2, bidirectional=True, proj_size=24).double()
+    module = fastrnn.LSTM(16, 40, num_layers=2, bidirectional=True, proj_size=24,
+                          dtype=np.float64)
+    module.load_state_dict(reference.state_dict())
+    x = rng.standard_normal((5, 64, 16))
+    lengths = rng.integers(1, 6, 64)
+    lengths[0] = 5
+    xt = torch.tensor(x, requires_grad=True)
+    out, (h_ref, _) = reference(pack_padded_sequence(xt, torch.tensor(lengths),
+                                                     enforce_sorted=False))
+    y_ref, _ = pad_packed_sequence(out, total_length=5)
+    dy = rng.standard_normal(y_ref.shape)
+    (y_ref * torch.tensor(dy)).sum().backward()
+    before_threads, before_isa = fastrnn.get_num_threads(), fastrnn._C.isa()
+    try:
+        fastrnn.set_num_threads(4)
+        fastrnn._C.set_isa(isa)
+        y, (h_n, _) = module.forward(x, lengths=lengths)
+        dx, _ = module.backward(dy)
+    finally:
+        fastrnn.set_num_threads(before_threads)
+        fastrnn._C.set_isa(before_isa)
+    np.testing.assert_allclose(y, y_ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h_n, h_ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for key, p in reference.named_parameters():
+        np.testing.assert_allclose(module.grads[key], p.grad.numpy(), rtol=1e-10, atol=1e-12)
