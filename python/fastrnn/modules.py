@@ -205,6 +205,7 @@ class _RecurrentModule:
 
         dy: gradient on y, shaped as y (or None); dh_n, dc_n: on h_n, c_n (or None; dc_n LSTM
         only). Returns (dx, dhx): dx shaped as x, dhx = dh0, or (dh0, dc0) for the LSTM.
+        The parameters must not have been changed in place since that forward.
         """
         if self._result is None:
             raise ValueError("backward needs a preceding forward(..., training=True)")
