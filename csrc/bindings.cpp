@@ -17,6 +17,8 @@
 namespace py = pybind11;
 using namespace fastrnn;
 
+void bind_stack(py::module_& m);  // bind_stack.cpp
+
 namespace {
 
 template <typename T>
@@ -151,4 +153,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("isa_supported", &isa_supported, "Instruction sets available here, best first.");
   m.def("set_isa", &isa_select, "Select an instruction set by name, or 'auto'.");
   m.def("blas_info", &blas_info, "The BLAS the kernels call, and its configuration.");
+  bind_stack(m);
 }

@@ -14,7 +14,7 @@ int gate_count(CellKind cell);
 // Columns per row of the training buffer `saved`: LSTM 5H (activated i f g o, then c; 6H with a
 // projection: then o*tanh(c)), GRU 4H (activated r z n, then hn = W_hn h_prev + b_hn), RNN 0
 // (backward needs only y).
-long saved_columns(CellKind cell, long hidden, long proj);
+long saved_columns(CellKind cell, long hidden, long proj = 0);
 
 template <typename T>
 struct LayerForward {

@@ -19,6 +19,7 @@ int cpus_available() {
 }
 
 std::atomic<int> g_threads{0};  // 0: not yet chosen
+thread_local int t_share = 0;    // 0: no ThreadShare on this thread
 
 }  // namespace
 
@@ -29,6 +30,7 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() {
+  if (t_share > 0) return t_share;
   int n = g_threads.load();
   if (n == 0) {
     n = cpus_available();
@@ -36,5 +38,8 @@ int get_num_threads() {
   }
   return n;
 }
+
+ThreadShare::ThreadShare(int n) : previous_(t_share) { t_share = std::max(1, n); }
+ThreadShare::~ThreadShare() { t_share = previous_; }
 
 }  // namespace fastrnn

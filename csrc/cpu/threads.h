@@ -11,7 +11,20 @@
 namespace fastrnn {
 
 void set_num_threads(int n);  // n >= 1
-int get_num_threads();
+int get_num_threads();          // the calling thread's share while a ThreadShare is alive
+
+// While alive, get_num_threads() on the constructing thread returns n: for work that runs beside
+// other work (the two directions of a layer), each taking a share of the threads.
+class ThreadShare {
+ public:
+  explicit ThreadShare(int n);
+  ~ThreadShare();
+  ThreadShare(const ThreadShare&) = delete;
+  ThreadShare& operator=(const ThreadShare&) = delete;
+
+ private:
+  int previous_;
+};
 
 // Runs body(thread, threads) on `threads` threads (fewer if the runtime gives fewer).
 template <typename Body>
