@@ -1,26 +1,20 @@
-// The status checks of the CUDA code (every CUDA and cuBLAS status becomes a CudaError naming the
-// call) and its one GEMM: row-major C = op(A) op(B) (+ C) through cublasGemmEx, sums in float
-// (double for double), with C of the stored type or of the arithmetic type.
+// The cuBLAS status check (a CudaError naming the call) and the one GEMM of the CUDA code:
+// row-major C = op(A) op(B) (+ C) through cublasGemmEx, sums in float (double for double), C of
+// the stored type or of the arithmetic type.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cuda_runtime.h>
 
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 
-#include "layer.h"
+#include "check.h"
 
 namespace fastrnn {
 namespace gpu {
-
-inline void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw CudaError(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
-                    cudaGetErrorString(status) + ")");
-}
 
 inline void check(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS)

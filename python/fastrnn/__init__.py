@@ -1,7 +1,7 @@
 """fastrnn: fused recurrent neural network kernels (RNN, LSTM, GRU) for NumPy and PyTorch."""
 
 from . import _blas  # noqa: F401  (loads the BLAS before the compiled module)
-from . import reference
+from . import cuda, reference
 from ._results import SequenceGrads, SequenceResult
 from .functional import (get_num_threads, gru_backward, gru_forward, lstm_backward, lstm_forward,
                          rnn_backward, rnn_forward, set_num_threads)
@@ -9,6 +9,6 @@ from .functional import (get_num_threads, gru_backward, gru_forward, lstm_backwa
 __version__ = "0.1.0"
 
 __all__ = [
-    "SequenceGrads", "SequenceResult", "get_num_threads", "gru_backward", "gru_forward",
+    "SequenceGrads", "SequenceResult", "cuda", "get_num_threads", "gru_backward", "gru_forward",
     "lstm_backward", "lstm_forward", "reference", "rnn_backward", "rnn_forward", "set_num_threads",
 ]
