@@ -5,6 +5,9 @@ are recognised, and the clear error where they cannot run."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -47,6 +50,24 @@ def test_availability_is_reported_consistently():
     assert cuda.is_available() == (cuda.unavailable_reason() is None)
     if not cuda.is_built():
         assert "FASTRNN_CUDA=ON" in cuda.unavailable_reason()
+
+
+def test_import_loads_neither_the_cuda_module_nor_gpu_libraries():
+    code = ("import sys, fastrnn; fastrnn.cuda.is_gpu_array(object()); "
+            "print(sorted(m for m in ('fastrnn._cuda', 'torch', 'cupy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_cuda_failures_raise_python_errors():
+    module = cuda._load()
+    if module is None:
+        pytest.skip(f"fastrnn._cuda does not load: {cuda.unavailable_reason()}")
+    with pytest.raises(ValueError, match="unsupported dtype 'int8'"):
+        module.layer_forward("int8", "lstm", 1, 1, 1, 1, None, False, {}, 0, 0)
+    # No driver: the first runtime call fails; with a GPU: a device that does not exist.
+    with pytest.raises(module.CudaError, match=r"cuda(GetDevice|SetDevice) failed: cudaError"):
+        module.layer_forward("float32", "lstm", 0, 0, 1, 1, None, False, {}, 1 << 20, 0)
 
 
 @pytest.mark.skipif(REASON is None, reason="a GPU is available here")

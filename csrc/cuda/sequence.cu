@@ -45,6 +45,8 @@ struct CudaBackend {
 CudaBackend backend_on(cudaStream_t stream) {
   cublasHandle_t h = blas_handle();
   check(cublasSetStream(h, stream), "cublasSetStream");
+  // No workspace: the handle's default one would be shared by GEMMs in flight on other streams.
+  check(cublasSetWorkspace(h, nullptr, 0), "cublasSetWorkspace");
   return CudaBackend{stream, h};
 }
 
