@@ -43,7 +43,7 @@ struct Fill {
   FASTRNN_HD void operator()(long i) const { dst[i] = cvt<T>(value); }
 };
 
-// Pre-activation of gate block k, unit j, of batch row b: x side + h side + both biases.
+// Both biases of pre-activation column k (b_ih + b_hh), or 0 without bias.
 template <typename T, typename A>
 FASTRNN_HD A bias_of(const T* b_ih, const T* b_hh, long k) {
   return b_ih ? cvt<A>(b_ih[k]) + cvt<A>(b_hh[k]) : A(0);

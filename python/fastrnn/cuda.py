@@ -129,7 +129,7 @@ class _Torch:
         return str(a.dtype).replace("torch.", "")
 
     def device(self, a: Any) -> int:
-        return -1 if a.device.type != "cuda" else a.device.index
+        return a.device.index
 
     def contiguous(self, a: Any) -> Any:
         return a.contiguous()
@@ -261,7 +261,8 @@ def layer_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_i
     batch_sizes (T,) on the host as torch's PackedSequence (nonincreasing; batch B = batch_sizes[0]);
     h0, c0: (B, H) or None; w_ih: (G*H, I); w_hh: (G*H, H); b_ih, b_hh: (G*H,) or None.
     reverse: run every sequence from its last step to its first. Returns a SequenceResult with y
-    shaped as x ((T, B, H) or (rows, H)), h_n and c_n (B, H), arrays of x's kind.
+    shaped as x ((T, B, H) or (rows, H)), h_n and c_n (B, H), arrays of x's kind. With
+    training=True backward reads y again: change it only after backward.
     """
     if cell not in GATES:
         raise ValueError(f"cell must be one of {sorted(GATES)}, got {cell!r}")
