@@ -211,3 +211,15 @@ def test_tree_lstm_never_modifies_callers_arrays():
         assert np.array_equal(a, b)
     want = reference.tree_lstm_forward(np.ascontiguousarray(x), parents, *w, arity=2)
     np.testing.assert_allclose(r.h, want.h, rtol=1e-10, atol=1e-12)
+
+
+def test_empty_forest_and_zero_input_size():
+    w_ih, w_hh, b_ih, b_hh = weights(np.random.default_rng(0), 3, 2, None, True)
+    r = fastrnn.tree_lstm_forward(np.zeros((0, 3)), np.zeros(0, np.int64), w_ih, w_hh, b_ih, b_hh)
+    assert r.h.shape == (0, 2)
+    g = fastrnn.tree_lstm_backward(r, np.zeros((0, 2)))
+    assert g.dx.shape == (0, 3) and not g.dw_ih.any() and not g.db_hh.any()
+    # No input at all: every node sees only its children (and here no bias), so h = 0.
+    r = fastrnn.tree_lstm_forward(np.zeros((3, 0)), [-1, 0, 0], np.ones((8, 0)), np.ones((8, 2)))
+    assert not r.h.any()
+    assert fastrnn.tree_lstm_backward(r, np.ones((3, 2))).dw_ih.shape == (8, 0)
