@@ -32,7 +32,8 @@ def test_too_many_children_for_the_arity_names_the_node():
 
 def test_x_rows_must_match_the_forest():
     x, *w = args(n=5)
-    with pytest.raises(ValueError, match=r"x must have shape \(n_nodes, I\) = \(4, I\).*got \(5, 2\)"):
+    with pytest.raises(ValueError,
+                       match=r"x must have shape \(n_nodes, I\) = \(4, I\).*got \(5, 2\)"):
         fastrnn.tree_lstm_forward(x, PARENTS, *w)
     with pytest.raises(ValueError, match="x must have shape"):
         fastrnn.tree_lstm_forward(x[:4, 0], PARENTS, *w)

@@ -33,7 +33,8 @@ def test_forest_heights_match_a_walk_to_the_leaves():
                 expected[parents[j]] = max(expected[parents[j]], expected[j] + 1)
     assert f.heights.tolist() == expected.tolist()
     assert f.n_trees == int((parents < 0).sum())
-    assert sorted(np.concatenate([f.level(l) for l in range(f.n_levels)]).tolist()) == list(range(300))
+    every_level = np.concatenate([f.level(l) for l in range(f.n_levels)])
+    assert sorted(every_level.tolist()) == list(range(300))
 
 
 def test_forest_from_trees_offsets_each_tree():

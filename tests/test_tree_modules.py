@@ -15,7 +15,8 @@ def test_numpy_tree_lstm_module_matches_reference_and_accumulates_gradients(arit
     forest = fastrnn.Forest(random_forest(rng, n, arity=arity))
     m = fastrnn.TreeLSTM(inp, hidden, arity=arity, dtype=np.float64, seed=1)
     p = m.params
-    assert p["weight_hh"].shape == ((4 * hidden, hidden) if arity is None else (5 * hidden, 2 * hidden))
+    hh = (4 * hidden, hidden) if arity is None else (5 * hidden, 2 * hidden)
+    assert p["weight_hh"].shape == hh
     assert np.all(np.abs(p["weight_ih"]) <= 1 / np.sqrt(hidden))
     x = rng.standard_normal((n, inp))
     h, c = m.forward(x, forest)

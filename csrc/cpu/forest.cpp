@@ -11,7 +11,8 @@ namespace {
 std::string describe_cycle(const long* parents, long start) {
   std::string path = std::to_string(start);
   long j = parents[start];
-  for (int steps = 0; j != start && steps < 8; ++steps, j = parents[j]) path += " -> " + std::to_string(j);
+  for (int steps = 0; j != start && steps < 8; ++steps, j = parents[j])
+    path += " -> " + std::to_string(j);
   path += j == start ? " -> " + std::to_string(start) : " -> ...";
   return "parents has a cycle through node " + std::to_string(start) + ": " + path;
 }

@@ -73,7 +73,8 @@ class TreeLSTM(nn.Module):
             raise ValueError("fastrnn.torch.TreeLSTM runs on CPU tensors only, got x on "
                              f"{x.device} and parameters on {self.weight_ih.device}")
         if x.dtype != self.weight_ih.dtype:
-            raise TypeError(f"x must have the parameters' dtype {self.weight_ih.dtype}, got {x.dtype}")
+            raise TypeError(f"x must have the parameters' dtype {self.weight_ih.dtype}, "
+                            f"got {x.dtype}")
         forest = as_forest(forest)
         params = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         if torch.is_grad_enabled() and (x.requires_grad or any(

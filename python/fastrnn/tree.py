@@ -326,7 +326,8 @@ class TreeLSTM:
         match exactly."""
         shapes = self._shapes()
         if set(state) != set(shapes):
-            raise ValueError(f"state must have exactly the keys {sorted(shapes)}, got {sorted(state)}")
+            raise ValueError(f"state must have exactly the keys {sorted(shapes)}, "
+                             f"got {sorted(state)}")
         loaded = {}
         for name, shape in shapes.items():
             arr = np.asarray(state[name])
