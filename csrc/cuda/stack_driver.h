@@ -65,7 +65,15 @@ std::unique_ptr<StackState<B, T, A>> run_stack_forward(B& be, const StackForward
   st->masks.resize(a.layers);
   st->masked.assign(a.layers, false);
   st->dirs.resize(a.layers * D);
-  std::mt19937_64 rng(a.seed);
+  // Every mask at once, in the CPU stack's order (one upload, before any layer runs): a copy from
+  // pageable memory waits for the stream.
+  if (a.training && a.dropout > 0) {
+    std::mt19937_64 rng(a.seed);
+    for (long l = 1; l < a.layers; ++l) {
+      st->masks[l] = upload(be, dropout_mask<A>(rows * out_cols, a.dropout, rng));
+      st->masked[l] = true;
+    }
+  }
 
   const T* in = a.x;  // the layer's packed input: (rows, in_cols)
   if (!p.plain) {
@@ -131,11 +139,8 @@ std::unique_ptr<StackState<B, T, A>> run_stack_forward(B& be, const StackForward
       if (!p.plain) be.each(a.steps * N * out_cols, CopyOrZero<T, T>{a.y, nullptr});
       be.each(rows * out_cols, ScatterRows<T>{a.y, out_cols, out.data(), out_cols, out_cols, padded});
     } else {
-      if (a.training && a.dropout > 0) {
-        st->masks[l + 1] = upload(be, dropout_mask<A>(rows * out_cols, a.dropout, rng));
-        st->masked[l + 1] = true;
+      if (st->masked[l + 1])
         be.each(rows * out_cols, ScaleBy<T, A>{out.data(), st->masks[l + 1].data()});
-      }
       st->inputs[l + 1] = std::move(out);
       in = st->inputs[l + 1].data();
       in_cols = out_cols;
