@@ -270,6 +270,22 @@ def test_cupy_arrays_come_back_as_cupy_arrays():
     assert isinstance(g.dw_ih, cupy.ndarray)
 
 
+@pytest.mark.skipif(REASON is None, reason="a GPU is available here")
+@pytest.mark.parametrize("kind", ["cai", "dlpack"])
+def test_stack_with_gpu_arrays_without_a_usable_gpu_raises_a_clear_error(kind):
+    weights = {"weight_ih_l0": np.zeros((8, 3), np.float32), "weight_hh_l0": np.zeros((8, 2), np.float32)}
+    with pytest.raises(RuntimeError, match="cannot run on the GPU: "):
+        fastrnn.stack_forward("lstm", FakeGpuArray(kind), None, None, weights, num_layers=1,
+                              bidirectional=False)
+
+
+def test_stack_backward_of_a_gpu_result_needs_its_context():
+    from fastrnn._cuda_stack import stack_backward as gpu_backward
+
+    with pytest.raises(TypeError, match="StackResult of stack_forward"):
+        gpu_backward(fastrnn.StackResult(y=None, h_n=None, _ctx=object()), None)
+
+
 # ---- whole networks: fastrnn.stack_forward/stack_backward with GPU arrays ----------------------
 
 STACK_OPTIONS = {"uni": dict(layers=2, bidirectional=False, lengths=None),
