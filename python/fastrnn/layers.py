@@ -176,6 +176,10 @@ def stack_forward(cell: str, x: Any, h0: Any = None, c0: Any = None,
     dropout applies to each layer's output but the last's, in training only; seed fixes its masks
     (None: a random seed). training=False keeps nothing for backward. Returns a StackResult with
     y (T, B, D*S), h_n (L*D, B, S), c_n (L*D, B, H) or None.
+
+    GPU arrays (x, h0, c0 and the weights on one CUDA device; see fastrnn.cuda) run on the GPU
+    and come back as arrays of x's kind, with the CPU path's dropout masks for the same seed;
+    lengths stay on the host. float16 and bfloat16 are accepted there too.
     """
     if cell not in GATES:
         raise ValueError(f"cell must be one of {sorted(GATES)}, got {cell!r}")
@@ -254,7 +258,9 @@ def stack_backward(result: StackResult, dy: Any, dh_n: Any = None,
     dy: (T, B, D*S) gradient on y (values past each length are ignored), or None; dh_n:
     (L*D, B, S) or None; dc_n: (L*D, B, H) or None (LSTM only). Returns StackGrads with
     dx (T, B, I), dh0, dc0 (LSTM, else None) and grads, a dict keyed by torch's parameter names.
-    The weights passed to the forward must not have been changed in place since.
+    The weights passed to the forward must not have been changed in place since. For a GPU
+    forward, dy, dh_n and dc_n are GPU arrays and the weight gradients come back in float32
+    (float64 for float64).
     """
     if not isinstance(result, StackResult):
         raise TypeError(f"result must be the StackResult of stack_forward, got "
