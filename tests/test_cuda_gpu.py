@@ -68,6 +68,17 @@ def test_cuda_failures_raise_python_errors():
     # No driver: the first runtime call fails; with a GPU: a device that does not exist.
     with pytest.raises(module.CudaError, match=r"cuda(GetDevice|SetDevice) failed: cudaError"):
         module.layer_forward("float32", "lstm", 0, 0, 1, 1, None, False, {}, 1 << 20, 0)
+    # The stack entry point takes the arguments fastrnn._cuda_stack passes (the test with
+    # HostStackModule below runs that Python side against the same signature).
+    with pytest.raises(ValueError, match="unsupported dtype 'int8'"):
+        module.stack_forward("int8", "lstm", 1, 1, 1, 1, 0, 1, 1, None, 0.0, 0, True, {}, [0] * 5,
+                             0, 0)
+    with pytest.raises(ValueError, match="5 weight pointers per layer and direction"):
+        module.stack_forward("float32", "lstm", 1, 1, 1, 1, 0, 1, 2, None, 0.0, 0, True, {},
+                             [0] * 5, 0, 0)
+    with pytest.raises(module.CudaError, match=r"cuda(GetDevice|SetDevice) failed: cudaError"):
+        module.stack_forward("float32", "lstm", 1, 1, 1, 1, 0, 1, 1, np.array([1]), 0.0, 0, True,
+                             {}, [0] * 5, 1 << 20, 0)
 
 
 @pytest.mark.skipif(REASON is None, reason="a GPU is available here")
@@ -284,6 +295,114 @@ def test_stack_backward_of_a_gpu_result_needs_its_context():
 
     with pytest.raises(TypeError, match="StackResult of stack_forward"):
         gpu_backward(fastrnn.StackResult(y=None, h_n=None, _ctx=object()), None)
+
+
+class HostDeviceArray(np.ndarray):
+    """A NumPy array that stands for device memory in the test below."""
+
+
+class HostDeviceLibrary:
+    """fastrnn.cuda's array-library adapter over HostDeviceArray; remembers every pointer it gave."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def owns(self, value):
+        return isinstance(value, HostDeviceArray)
+
+    def dtype(self, a):
+        return a.dtype.name
+
+    def device(self, a):
+        return 0
+
+    def contiguous(self, a):
+        return a if a.flags.c_contiguous else np.ascontiguousarray(a).view(HostDeviceArray)
+
+    def pointer(self, a):
+        ptr = a.__array_interface__["data"][0]
+        self.arrays[ptr] = a
+        return ptr
+
+    def empty(self, shape, dtype, device):
+        return np.full(shape, np.nan, dtype).view(HostDeviceArray)
+
+    def stream(self, device):
+        return 0
+
+
+class HostStackModule:
+    """fastrnn._cuda's stack_forward/stack_backward, same arguments, run by the CPU stack
+    (fastrnn._C) on the arrays behind the pointers."""
+
+    def __init__(self, lib):
+        self.lib = lib
+
+    def array(self, ptr):
+        return None if not ptr else self.lib.arrays[ptr].view(np.ndarray)
+
+    def stack_forward(self, dtype, cell, steps, batch, inp, hidden, proj, layers, directions,
+                      lengths, dropout, seed, training, ptrs, weights, device, stream):
+        a = {k: self.array(v) for k, v in ptrs.items()}
+        assert a["x"].shape == (steps, batch, inp) and a["x"].dtype.name == dtype
+        y, h_n, c_n, state = fastrnn._C.stack_forward(
+            cell, a["x"], a.get("h0"), a.get("c0"), [self.array(w) for w in weights], hidden,
+            layers, directions, proj, lengths, dropout, seed, training)
+        for name, value in (("y", y), ("h_n", h_n), ("c_n", c_n)):
+            if value is not None:
+                a[name][...] = value
+        return state
+
+    def stack_backward(self, dtype, state, ptrs, grads, device, stream):
+        a = {k: self.array(v) for k, v in ptrs.items()}
+        dx, dh0, dc0, flat = fastrnn._C.stack_backward(state, a.get("dy"), a.get("dh_n"),
+                                                       a.get("dc_n"))
+        for name, value in (("dx", dx), ("dh0", dh0), ("dc0", dc0)):
+            if value is not None:
+                a[name][...] = value
+        for ptr, value in zip(grads, flat):
+            assert (ptr == 0) == (value is None)
+            if ptr:
+                self.array(ptr)[...] = value
+
+
+@pytest.mark.parametrize("cell, bidirectional, proj, bias, lengths", [
+    ("lstm", True, 3, True, [4, 6, 1]), ("gru", False, 0, False, None),
+    ("rnn_relu", True, 0, True, [2, 6, 6])])
+def test_stack_python_layer_passes_the_arrays_the_binding_expects(monkeypatch, cell,
+                                                                  bidirectional, proj, bias,
+                                                                  lengths):
+    # The GPU path's Python side (fastrnn._cuda_stack) against the CPU path, with the compiled
+    # module's stack calls replaced by the CPU stack working on the arrays behind the pointers:
+    # every pointer, size, option and output reaches its place.
+    lib = HostDeviceLibrary()
+    monkeypatch.setattr(cuda, "is_gpu_array", lambda v: isinstance(v, HostDeviceArray))
+    monkeypatch.setattr(cuda, "_library_of", lambda v: lib)
+    monkeypatch.setattr(cuda, "_require", lambda: HostStackModule(lib))
+    rng = np.random.default_rng(11)
+    layers, d, hidden = 2, 2 if bidirectional else 1, 5
+    w = stack_weights(cell, 3, hidden, layers, bidirectional, proj, rng, bias=bias)
+    x = rng.standard_normal((6, 3, 3))
+    h0 = rng.standard_normal((layers * d, 3, proj or hidden))
+    c0 = rng.standard_normal((layers * d, 3, hidden)) if cell == "lstm" else None
+    kw = dict(num_layers=layers, bidirectional=bidirectional, proj_size=proj, lengths=lengths,
+              dropout=0.5, seed=3)
+    dev = lambda a: None if a is None else a.view(HostDeviceArray)  # noqa: E731
+    want = fastrnn.stack_forward(cell, x, h0, c0, w, **kw)
+    got = fastrnn.stack_forward(cell, dev(x), dev(h0), dev(c0), {k: dev(v) for k, v in w.items()},
+                                **kw)
+    assert isinstance(got.y, HostDeviceArray)
+    for name in ("y", "h_n", "c_n"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    dy, dh_n = rng.standard_normal(want.y.shape), rng.standard_normal(want.h_n.shape)
+    g_want = fastrnn.stack_backward(want, dy, dh_n)
+    g = fastrnn.stack_backward(got, dev(dy), dev(dh_n))
+    for name in ("dx", "dh0", "dc0"):
+        np.testing.assert_array_equal(getattr(g, name), getattr(g_want, name), err_msg=name)
+    assert list(g.grads) == list(g_want.grads)
+    for name, grad in g.grads.items():
+        assert isinstance(grad, HostDeviceArray)
+        np.testing.assert_array_equal(grad, g_want.grads[name], err_msg=name)
 
 
 # ---- whole networks: fastrnn.stack_forward/stack_backward with GPU arrays ----------------------
