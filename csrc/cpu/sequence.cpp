@@ -68,22 +68,30 @@ int threads_for(long step_flops, long hidden) {
   return int(std::min<long>(get_num_threads(), blocks));
 }
 
-// w (G*H, K) repacked for the forward panel: per block of W units, [k][gate][lane], lanes past H
-// zero.
+// w (G*H, K) repacked for the forward panel: per block of `width` units, [k][gate][unit], units
+// past H zero.
 template <typename T>
-std::vector<T> pack_gate_blocks(const T* w, long G, long H, long K) {
-  constexpr long W = Vec<T>::width;
-  const long blocks = (H + W - 1) / W;
-  std::vector<T> out(blocks * K * G * W, T(0));
+std::vector<T> pack_gate_blocks(const T* w, long G, long H, long K, long width) {
+  const long blocks = (H + width - 1) / width;
+  std::vector<T> out(blocks * K * G * width, T(0));
   for (long blk = 0; blk < blocks; ++blk)
     for (long g = 0; g < G; ++g)
-      for (long lane = 0; lane < W && blk * W + lane < H; ++lane) {
-        const T* src = w + (g * H + blk * W + lane) * K;
-        T* dst = out.data() + blk * K * G * W + g * W + lane;
-        for (long k = 0; k < K; ++k) dst[k * G * W] = src[k];
+      for (long lane = 0; lane < width && blk * width + lane < H; ++lane) {
+        const T* src = w + (g * H + blk * width + lane) * K;
+        T* dst = out.data() + blk * K * G * width + g * width + lane;
+        for (long k = 0; k < K; ++k) dst[k * G * width] = src[k];
       }
   return out;
 }
+
+// Vectors of units each panel covers. With one or two batch rows a panel has too few
+// accumulators to hide the FMA latency and share each broadcast of h; covering NB neighbouring
+// vectors of units at once fixes both.
+template <CellKind cell>
+constexpr int wide_blocks() {
+  return cell == CellKind::rnn_tanh || cell == CellKind::rnn_relu ? 4 : 2;
+}
+inline bool narrow_batch(long rows) { return rows <= 2; }
 
 // w (rows, cols) with each row padded with zeros to cols_pad.
 template <typename T>
@@ -139,9 +147,9 @@ void project_step(const Forward<T>& f, long t, long bt, Range outs) {
   }
 }
 
-template <typename T, CellKind cell>
+template <typename T, CellKind cell, int NB>
 void forward_thread(const Forward<T>& f, int p, int parts) {
-  constexpr long W = Vec<T>::width;
+  constexpr long W = Vec<T>::width, BW = NB * W;
   constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
   [[maybe_unused]] constexpr Activation act = cell == CellKind::rnn_relu ? Activation::relu : Activation::tanh;
   using V = Vec<T>;
@@ -149,7 +157,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
   const Steps& s = f.s;
   const long H = f.H, I = f.I, O = f.O;
   const bool projected = a.proj > 0;
-  const Range units = share(H, p, parts, W);
+  const Range units = share(H, p, parts, BW);
   const Range outs = share(O, p, parts, W);
   const bool training = a.saved != nullptr;
 
@@ -171,22 +179,25 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     for (long t = t0; t < t1; ++t) {
       const long bt = s.size[t];
       const T* h_prev = t == 0 ? f.h0 : a.y + s.offset[t - 1] * O;
-      for (long u = units.begin; u < units.end; u += W) {
-        const long n = std::min(W, units.end - u);
-        const T* w = f.w_packed + (u / W) * O * G * W;
-        for_each_panel<T, G, panel_rows<G>()>(bt, h_prev, O, w, G * W, O, [&](const auto& acc, long rb) {
-          for (int r = 0; r < acc.rows; ++r) {
+      for (long u0 = units.begin; u0 < units.end; u0 += BW) {
+        const T* w = f.w_packed + (u0 / BW) * O * G * BW;
+        for_each_panel<T, G * NB, panel_rows<G * NB>()>(bt, h_prev, O, w, G * BW, O, [&](const auto& pa, long rb) {
+          for (int i = 0; i < pa.rows * NB; ++i) {  // batch row r, vector nb of the panel's units
+            const int r = i / NB, nb = i % NB;
+            const long u = u0 + nb * W, n = std::min(W, units.end - u);
+            if (n <= 0) continue;
+            const auto acc = [&](int g) { return pa.v[r][g * NB + nb]; };
             const long b = rb + r, row = s.offset[t] + b;
             T* gx = f.gates + (row - base) * f.ld + u;  // this row's x-side gates
             T* y = a.y + row * O + u;
             T* h = a.h_n + b * O + u;
             if constexpr (G == 1) {
-              const V out = rnn_forward_unit<act>(acc.v[r][0] + load_n(gx, n));
+              const V out = rnn_forward_unit<act>(acc(0) + load_n(gx, n));
               store_n(y, out, n);
               store_n(h, out, n);
             } else if constexpr (G == 4) {
-              LstmGates<V> gv{acc.v[r][0] + load_n(gx, n), acc.v[r][1] + load_n(gx + H, n),
-                              acc.v[r][2] + load_n(gx + 2 * H, n), acc.v[r][3] + load_n(gx + 3 * H, n)};
+              LstmGates<V> gv{acc(0) + load_n(gx, n), acc(1) + load_n(gx + H, n),
+                              acc(2) + load_n(gx + 2 * H, n), acc(3) + load_n(gx + 3 * H, n)};
               T* c = a.c_n + b * H + u;
               V c_new, h_new;
               lstm_forward_unit(gv, load_n(c, n), c_new, h_new);
@@ -206,7 +217,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
               }
             } else {
               const GruGates<V> x3{load_n(gx, n), load_n(gx + H, n), load_n(gx + 2 * H, n)};
-              GruGates<V> h3{acc.v[r][0], acc.v[r][1], acc.v[r][2]};
+              GruGates<V> h3{acc(0), acc(1), acc(2)};
               if (a.b_hh) {
                 h3.r = h3.r + load_n(a.b_hh + u, n);
                 h3.z = h3.z + load_n(a.b_hh + H + u, n);
@@ -284,12 +295,17 @@ void forward(const LayerForward<T>& a, const Steps& s) {
     for (long o = 0; o < O; ++o)
       for (long j = 0; j < H; ++j) w_hr_t[j * o_pad + o] = a.w_hr[o * H + j];
   }
-  const std::vector<T> w_packed = pack_gate_blocks(a.w_hh, G, H, O);
+  constexpr int NB = wide_blocks<cell>();
+  const bool wide = narrow_batch(a.steps ? s.size[0] : 0);
+  const std::vector<T> w_packed = pack_gate_blocks(a.w_hh, G, H, O, (wide ? NB : 1) * W);
   const Forward<T> f{a, s, H, I, O, ld, gates, !work.empty(), chunk, w_packed.data(),
                      bias.empty() ? nullptr : bias.data(), h0, h_full, ld_full, w_hr_t.data(),
                      o_pad};
   const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
-  run_parallel(threads, [&](int p, int parts) { forward_thread<T, cell>(f, p, parts); });
+  run_parallel(threads, [&](int p, int parts) {
+    if (wide) forward_thread<T, cell, NB>(f, p, parts);
+    else forward_thread<T, cell, 1>(f, p, parts);
+  });
 }
 
 // ---- backward ------------------------------------------------------------------------------

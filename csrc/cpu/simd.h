@@ -42,9 +42,9 @@ struct Vec {
   raw v;
 
   Vec() = default;
-  Vec(T s) {  // broadcast; implicit so that `1 - x` reads as in the scalar code
-    for (int i = 0; i < width; ++i) v[i] = s;
-  }
+  // Broadcast; implicit so that `1 - x` reads as in the scalar code. (s - 0 is s for every s,
+  // -0 and NaN included, and compiles to a single broadcast.)
+  Vec(T s) : v(s - raw{}) {}
   static Vec from(raw r) {
     Vec out;
     out.v = r;
