@@ -329,7 +329,7 @@ struct Backward {
   long h_pad;
 };
 
-template <typename T, CellKind cell>
+template <typename T, CellKind cell, int NB>
 void backward_thread(const Backward<T>& k, int p, int parts) {
   constexpr long W = Vec<T>::width;
   constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
@@ -342,8 +342,10 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
   const long H = k.H, I = k.I, O = k.O, GH = G * H, rows = s.rows();
   const bool projected = a.proj > 0;
   const long ld = saved_columns(cell, H, a.proj);
-  const Range units = share(H, p, parts, W);
-  const Range outs = share(O, p, parts, W);
+  // Units and outputs in the same whole panels: without a projection a thread's pointwise reads
+  // exactly the d h its product wrote.
+  const Range units = share(H, p, parts, NB * W);
+  const Range outs = share(O, p, parts, NB * W);
   T* dh = g.dh0;  // the running d h of every row (B, O), ends as dh0
   T* dc = g.dc0;  // LSTM: the running d c (B, H), ends as dc0
   for (long b = 0; b < a.batch; ++b) {
@@ -419,13 +421,14 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
     }
     barrier(parts);  // the product below reads every unit's d gates of this step
     // d h_prev of this thread's outputs: W_hh^T d(gates), over all G*H gate rows.
-    for (long u = outs.begin; u < outs.end; u += W) {
-      const long n = std::min(W, outs.end - u);
-      for_each_panel<T, 1, RP>(bt, k.dgh + s.offset[t] * GH, GH, k.w_padded + u, k.o_pad, GH,
-                               [&](const auto& acc, long rb) {
-        for (int r = 0; r < acc.rows; ++r) {
-          const long b = rb + r;
-          V v = acc.v[r][0];
+    for (long u0 = outs.begin; u0 < outs.end; u0 += NB * W) {
+      for_each_panel<T, NB, panel_rows<NB>()>(bt, k.dgh + s.offset[t] * GH, GH, k.w_padded + u0,
+                                              k.o_pad, GH, [&](const auto& acc, long rb) {
+        for (int i = 0; i < acc.rows * NB; ++i) {  // batch row r, vector nb of the panel's outputs
+          const int r = i / NB, nb = i % NB;
+          const long b = rb + r, u = u0 + nb * W, n = std::min(W, outs.end - u);
+          if (n <= 0) continue;
+          V v = acc.v[r][nb];
           if constexpr (G == 3) v = v + load_n(k.dh_direct + b * H + u, n);
           store_n(dh + b * O + u, v, n);
         }
@@ -481,7 +484,9 @@ void backward(const LayerBackward<T>& g, const Steps& s) {
     zeros_c.assign(a.batch * H, T(0));
     c0 = zeros_c.data();
   }
-  const long o_pad = (O + W - 1) / W * W, h_pad = (H + W - 1) / W * W;
+  constexpr int NB = 4;  // output vectors per panel for narrow batches (see wide_blocks)
+  const bool wide = narrow_batch(a.steps ? s.size[0] : 0);
+  const long o_pad = (O + NB * W - 1) / (NB * W) * (NB * W), h_pad = (H + W - 1) / W * W;
   const std::vector<T> w_padded = pad_columns(a.w_hh, G * H, O, o_pad);
   if (a.proj > 0) {
     dh_out.resize(rows * O);
@@ -491,7 +496,10 @@ void backward(const LayerBackward<T>& g, const Steps& s) {
                       dh_direct.data(), w_padded.data(), o_pad, h0, c0, h_prev.data(),
                       dh_out.data(), w_hr_padded.data(), h_pad};
   const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
-  run_parallel(threads, [&](int p, int parts) { backward_thread<T, cell>(k, p, parts); });
+  run_parallel(threads, [&](int p, int parts) {
+    if (wide) backward_thread<T, cell, NB>(k, p, parts);
+    else backward_thread<T, cell, 1>(k, p, parts);
+  });
 }
 
 }  // namespace
