@@ -72,7 +72,7 @@ class CharLSTM:
 
     def __init__(self, vocab: int, embed: int, hidden: int, layers: int,
                  rng: np.random.Generator) -> None:
-        self.lstm = fastrnn.LSTM(embed, hidden, num_layers=layers)
+        self.lstm = fastrnn.LSTM(embed, hidden, num_layers=layers, seed=int(rng.integers(2**31)))
         dtype = next(iter(self.lstm.state_dict().values())).dtype
         bound = 1 / math.sqrt(hidden)
         self.head = {
@@ -84,7 +84,6 @@ class CharLSTM:
 
     def forward(self, ids: np.ndarray, state: Any = None, training: bool = True):
         """ids (T, B) -> log-probabilities (T, B, V) and the LSTM's final (h, c)."""
-        self._ids = ids
         x = self.head["embedding"][ids]                               # (T, B, E)
         self._y, state = self.lstm.forward(x, state, training=training)  # (T, B, H)
         logits = self._y @ self.head["out_weight"].T + self.head["out_bias"]
@@ -94,11 +93,10 @@ class CharLSTM:
         """Mean cross-entropy of next-character prediction; fills self.grads."""
         logp, _ = self.forward(ids)
         t, b = targets.shape
-        picked = np.take_along_axis(logp, targets[..., None], axis=-1)
-        loss = -float(picked.mean())
-        dlogits = np.exp(logp)                                        # softmax
-        np.put_along_axis(dlogits, targets[..., None],
-                          np.take_along_axis(dlogits, targets[..., None], axis=-1) - 1, axis=-1)
+        steps, rows = np.arange(t)[:, None], np.arange(b)[None, :]
+        loss = -float(logp[steps, rows, targets].mean())
+        dlogits = np.exp(logp)                                # d(loss)/d(logits) = softmax - onehot
+        dlogits[steps, rows, targets] -= 1
         dlogits /= t * b
         flat = dlogits.reshape(t * b, -1)
         grads = {"out_weight": flat.T @ self._y.reshape(t * b, -1), "out_bias": flat.sum(0)}

@@ -212,6 +212,19 @@ def test_unbatched_input_matches_torch_nn(cell):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+def test_sorted_packed_sequence_keeps_its_layout():
+    torch.manual_seed(12)
+    ours, theirs = make_pair("lstm", 3, 4, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 3, 3, dtype=torch.float64)
+    packed = pack_padded_sequence(x, torch.tensor([5, 3, 1]))       # enforce_sorted=True
+    hx = (torch.randn(4, 3, 4, dtype=torch.float64), torch.randn(4, 3, 4, dtype=torch.float64))
+    (ya, (ha, ca)), (yb, (hb, cb)) = ours(packed, hx), theirs(packed, hx)
+    assert ya.sorted_indices is None and ya.unsorted_indices is None
+    assert torch.equal(ya.batch_sizes, yb.batch_sizes)
+    for a, b in ((ya.data, yb.data), (ha, hb), (ca, cb)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_gradient_through_final_state_only():
     torch.manual_seed(3)
     ours, theirs = make_pair("lstm", 3, 4, num_layers=2)
