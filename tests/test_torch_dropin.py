@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-frt = pytest.importorskip("fastrnn.torch")
+import fastrnn.torch as frt  # noqa: E402  (after the skip: it imports torch)
 
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence  # noqa: E402
 
@@ -348,6 +348,16 @@ def test_changing_the_output_in_place_before_backward_raises():
     x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
     y, _ = module(x)
     y.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_changing_a_parameter_in_place_before_backward_raises():
+    module = frt.LSTM(3, 4, dtype=torch.float64)
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    y, _ = module(x)
+    with torch.no_grad():
+        module.weight_hh_l0.add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
 

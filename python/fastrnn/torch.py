@@ -38,13 +38,13 @@ _DTYPES = (torch.float32, torch.float64)
 
 def _numpy(t: Optional[Tensor]) -> Optional[np.ndarray]:
     """A NumPy view of a CPU tensor's memory (no copy), or None."""
-    return None if t is None else t.detach().numpy()
+    return None if t is None else t.detach().resolve_neg().resolve_conj().numpy()
 
 
 def _tensor(a: Optional[np.ndarray]) -> Optional[Tensor]:
     """A tensor over a NumPy array's memory (no copy), or None. Results the stack keeps for
-    backward are flagged read-only; the Function saves its outputs, so autograd's version check
-    catches a caller who changes them in place before backward."""
+    backward are flagged read-only for NumPy; torch sees a plain tensor, and autograd's version
+    check (the Function saves its outputs) stops a caller who changes one before backward."""
     if a is None:
         return None
     with warnings.catch_warnings():
@@ -71,14 +71,16 @@ class _StackFunction(torch.autograd.Function):
         ctx.result = result
         ctx.spec = spec
         ctx.has_state = (h0 is not None, c0 is not None)
-        ctx.save_for_backward(*outputs)
+        # The stack's context holds views of the inputs and weights and the outputs themselves:
+        # saving them lets autograd refuse a backward after any of them changed in place.
+        ctx.save_for_backward(x, h0, c0, *weights, *outputs)
         return outputs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dh_n: Optional[Tensor],
                  dc_n: Optional[Tensor] = None) -> tuple[Optional[Tensor], ...]:
-        ctx.saved_tensors  # raises if an output was changed in place after forward
+        ctx.saved_tensors  # raises if an input, weight or output was changed in place
         result = ctx.result
         dy_np = np.zeros_like(result.y) if dy is None else _numpy(dy)
         g = layers.stack_backward(result, dy_np, dh_n=_numpy(dh_n), dc_n=_numpy(dc_n))
