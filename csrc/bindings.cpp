@@ -17,6 +17,8 @@
 namespace py = pybind11;
 using namespace fastrnn;
 
+void bind_stack(py::module_& m);  // bind_stack.cpp
+
 namespace {
 
 template <typename T>
@@ -53,13 +55,15 @@ template <typename T>
 LayerForward<T> forward_args(CellKind cell, long steps, long batch, const Array<T>& x,
                              const Optional<T>& h0, const Optional<T>& c0, const Array<T>& w_ih,
                              const Array<T>& w_hh, const Optional<T>& b_ih, const Optional<T>& b_hh,
-                             const Sizes& batch_sizes) {
+                             const Optional<T>& w_hr, const Sizes& batch_sizes) {
   LayerForward<T> a{};
   a.cell = cell;
   a.steps = steps;
   a.batch = batch;
   a.input = w_ih.shape(1);
-  a.hidden = w_hh.shape(1);
+  a.hidden = w_hh.shape(0) / gate_count(cell);
+  a.proj = w_hr ? w_hr->shape(0) : 0;
+  a.w_hr = ptr(w_hr);
   a.batch_sizes = sizes_ptr(batch_sizes);
   a.x = x.data();
   a.h0 = ptr(h0);
@@ -75,14 +79,15 @@ template <typename T>
 py::tuple layer_forward_py(const std::string& cell_name, long steps, long batch, const Array<T>& x,
                            const Optional<T>& h0, const Optional<T>& c0, const Array<T>& w_ih,
                            const Array<T>& w_hh, const Optional<T>& b_ih, const Optional<T>& b_hh,
-                           const Sizes& batch_sizes, bool training) {
+                           const Optional<T>& w_hr, const Sizes& batch_sizes, bool training) {
   const CellKind cell = parse_cell(cell_name);
-  LayerForward<T> a = forward_args(cell, steps, batch, x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
-  const long rows = x.shape(0), H = a.hidden;
-  Array<T> y({rows, H}), h_n({batch, H});
+  LayerForward<T> a =
+      forward_args(cell, steps, batch, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes);
+  const long rows = x.shape(0), H = a.hidden, O = a.state(), S = saved_columns(cell, H, a.proj);
+  Array<T> y({rows, O}), h_n({batch, O});
   Optional<T> c_n, saved;
   if (cell == CellKind::lstm) c_n = Array<T>({batch, H});
-  if (training && saved_columns(cell, H) > 0) saved = Array<T>({rows, saved_columns(cell, H)});
+  if (training && S > 0) saved = Array<T>({rows, S});
   a.y = y.mutable_data();
   a.h_n = h_n.mutable_data();
   a.c_n = mutable_ptr(c_n);
@@ -98,17 +103,20 @@ template <typename T>
 py::tuple layer_backward_py(const std::string& cell_name, long steps, long batch,
                             const Array<T>& x, const Optional<T>& h0, const Optional<T>& c0,
                             const Array<T>& w_ih, const Array<T>& w_hh, const Optional<T>& b_ih,
-                            const Optional<T>& b_hh, const Sizes& batch_sizes, const Array<T>& y,
-                            const Optional<T>& saved, const Optional<T>& dy,
-                            const Optional<T>& dh_n, const Optional<T>& dc_n) {
+                            const Optional<T>& b_hh, const Optional<T>& w_hr,
+                            const Sizes& batch_sizes, const Array<T>& y, const Optional<T>& saved,
+                            const Optional<T>& dy, const Optional<T>& dh_n,
+                            const Optional<T>& dc_n) {
   const CellKind cell = parse_cell(cell_name);
-  LayerForward<T> a = forward_args(cell, steps, batch, x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
+  LayerForward<T> a =
+      forward_args(cell, steps, batch, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes);
   a.y = const_cast<T*>(y.data());
   a.saved = const_cast<T*>(ptr(saved));
-  const long rows = x.shape(0), I = a.input, H = a.hidden, G = w_hh.shape(0);
-  Array<T> dx({rows, I}), dh0({batch, H}), dw_ih({G, I}), dw_hh({G, H});
-  Optional<T> dc0, db_ih, db_hh;
+  const long rows = x.shape(0), I = a.input, H = a.hidden, O = a.state(), G = w_hh.shape(0);
+  Array<T> dx({rows, I}), dh0({batch, O}), dw_ih({G, I}), dw_hh({G, O});
+  Optional<T> dc0, db_ih, db_hh, dw_hr;
   if (cell == CellKind::lstm) dc0 = Array<T>({batch, H});
+  if (w_hr) dw_hr = Array<T>({O, H});
   if (b_ih) db_ih = Array<T>({G});
   if (b_hh) db_hh = Array<T>({G});
   LayerBackward<T> g{};
@@ -123,11 +131,12 @@ py::tuple layer_backward_py(const std::string& cell_name, long steps, long batch
   g.dw_hh = dw_hh.mutable_data();
   g.db_ih = mutable_ptr(db_ih);
   g.db_hh = mutable_ptr(db_hh);
+  g.dw_hr = mutable_ptr(dw_hr);
   {
     py::gil_scoped_release release;
     layer_backward<T>(g);
   }
-  return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh);
+  return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr);
 }
 
 }  // namespace
@@ -144,4 +153,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("isa_supported", &isa_supported, "Instruction sets available here, best first.");
   m.def("set_isa", &isa_select, "Select an instruction set by name, or 'auto'.");
   m.def("blas_info", &blas_info, "The BLAS the kernels call, and its configuration.");
+  bind_stack(m);
 }

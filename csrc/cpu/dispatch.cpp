@@ -99,9 +99,9 @@ int gate_count(CellKind cell) {
   }
 }
 
-long saved_columns(CellKind cell, long hidden) {
+long saved_columns(CellKind cell, long hidden, long proj) {
   switch (cell) {
-    case CellKind::lstm: return 5 * hidden;
+    case CellKind::lstm: return (proj > 0 ? 6 : 5) * hidden;
     case CellKind::gru: return 4 * hidden;
     default: return 0;
   }

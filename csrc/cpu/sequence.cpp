@@ -1,8 +1,14 @@
 // The time loop of one layer in one direction (see sequence.h), compiled once per instruction
-// set. Forward: the input projection of many steps in one GEMM, then per step the recurrent GEMM
-// accumulated onto it and one fused pass of the cell's pointwise math. Backward: per step in
-// reverse, the pointwise backward and the recurrent GEMM; then the weight gradients and dx as
-// GEMMs over all steps.
+// set.
+//
+// Threads split the hidden units in whole SIMD vectors; each thread owns its units' columns of
+// every buffer. Forward: each thread computes its units' input projection for many steps (one
+// BLAS GEMM per gate block), then per step the recurrent product of its units' gates with the
+// register-blocked panel (panel.h) and, on the gates still in registers, the cell's pointwise
+// math (csrc/cells); one barrier per step, since the next step reads every unit of h.
+// Backward: per step in reverse, the pointwise backward of its units, a barrier, then its units'
+// part of W_hh^T d(gates); at the end the weight gradients of its units' rows and its share of
+// dx as BLAS GEMMs over all steps.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -12,9 +18,9 @@
 #include "../cells/rnn.h"
 #include "blas.h"
 #include "isa.h"
+#include "panel.h"
 #include "sequence.h"
 #include "threads.h"
-#include "units.h"
 
 namespace fastrnn {
 namespace FASTRNN_ISA {
@@ -37,315 +43,439 @@ Steps make_steps(long steps, long batch, const long* batch_sizes) {
   return s;
 }
 
-// rows x cols matrix (leading dimension ld) set to `bias` in every row, or to zero.
+// n <= W lanes at p as a vector (zeros past n), and back.
 template <typename T>
-void fill_rows(T* dst, long rows, long cols, long ld, const T* bias) {
-  for (long r = 0; r < rows; ++r) {
-    if (bias) std::memcpy(dst + r * ld, bias, cols * sizeof(T));
-    else std::memset(dst + r * ld, 0, cols * sizeof(T));
-  }
-}
-
-// Column sums of a (rows, cols) matrix into out (cols,).
-template <typename T>
-void column_sums(const T* a, long rows, long cols, T* out) {
-  std::fill(out, out + cols, T(0));
-  for (long r = 0; r < rows; ++r) {
-    const T* row = a + r * cols;
-    for_each_unit<T>(cols, [&](auto unit, long j) {
-      using U = typename decltype(unit)::type;
-      store(out + j, load<U>(out + j) + load<U>(row + j));
-    });
-  }
-}
-
-// A state buffer initialised from `src`, or zeros when src is null.
-template <typename T>
-void copy_or_zero(T* dst, const T* src, long n) {
-  if (src) std::memcpy(dst, src, n * sizeof(T));
-  else std::memset(dst, 0, n * sizeof(T));
+inline Vec<T> load_n(const T* p, long n) {
+  if (n == Vec<T>::width) return Vec<T>::load(p);
+  T tmp[Vec<T>::width] = {};
+  std::memcpy(tmp, p, n * sizeof(T));
+  return Vec<T>::load(tmp);
 }
 
 template <typename T>
-const T* or_zeros(const T* p, std::vector<T>& zeros, long n) {
-  if (p) return p;
-  zeros.assign(n, T(0));
-  return zeros.data();
+inline void store_n(T* p, Vec<T> v, long n) {
+  if (n == Vec<T>::width) return v.store(p);
+  T tmp[Vec<T>::width];
+  v.store(tmp);
+  std::memcpy(p, tmp, n * sizeof(T));
 }
 
-// Steps whose input projection is computed together in inference mode: enough rows to make a
-// good GEMM, a bounded buffer (O(batch * hidden)).
+// Threads worth using: per-step work below ~64k flops is faster on one thread than split with a
+// barrier per step.
+int threads_for(long step_flops, long hidden) {
+  const long blocks = (hidden + Vec<float>::width - 1) / Vec<float>::width;
+  if (step_flops < (1L << 16)) return 1;
+  return int(std::min<long>(get_num_threads(), blocks));
+}
+
+// w (G*H, K) repacked for the forward panel: per block of W units, [k][gate][lane], lanes past H
+// zero.
+template <typename T>
+std::vector<T> pack_gate_blocks(const T* w, long G, long H, long K) {
+  constexpr long W = Vec<T>::width;
+  const long blocks = (H + W - 1) / W;
+  std::vector<T> out(blocks * K * G * W, T(0));
+  for (long blk = 0; blk < blocks; ++blk)
+    for (long g = 0; g < G; ++g)
+      for (long lane = 0; lane < W && blk * W + lane < H; ++lane) {
+        const T* src = w + (g * H + blk * W + lane) * K;
+        T* dst = out.data() + blk * K * G * W + g * W + lane;
+        for (long k = 0; k < K; ++k) dst[k * G * W] = src[k];
+      }
+  return out;
+}
+
+// w (rows, cols) with each row padded with zeros to cols_pad.
+template <typename T>
+std::vector<T> pad_columns(const T* w, long rows, long cols, long cols_pad) {
+  std::vector<T> out(rows * cols_pad, T(0));
+  for (long r = 0; r < rows; ++r) std::memcpy(out.data() + r * cols_pad, w + r * cols, cols * sizeof(T));
+  return out;
+}
+
+// Steps whose input projection is computed together in inference mode: enough rows for a good
+// GEMM, a bounded buffer (O(batch * hidden)).
 long chunk_steps(const Steps& s, long steps) {
   const long batch = steps ? std::max<long>(1, s.size[0]) : 1;
-  return std::clamp<long>(512 / batch, 1, std::max<long>(steps, 1));
+  return std::clamp<long>(256 / batch, 1, std::max<long>(steps, 1));
 }
 
-// ---- forward -------------------------------------------------------------------------------
+// Everything the threads share to run the forward of one cell kind.
+template <typename T>
+struct Forward {
+  const LayerForward<T>& a;
+  const Steps& s;
+  long H, I, O;            // hidden, input, output (= hidden, or the LSTM's projection)
+  long ld;                 // row stride of the gates buffer
+  T* gates;                // x-side pre-activations (then saved values), by packed row
+  bool chunked;            // `gates` holds only the current chunk's rows (inference)
+  long chunk;              // steps per input-projection chunk
+  const T* w_packed;       // W_hh in panel blocks
+  const T* bias_x;         // (G*H,) added to the input projection, or null
+  const T* h0;             // (B, O), zeros when the caller gave none
+  // LSTM projection: o*tanh(c) of every row (training: a column block of `gates`; inference:
+  // a (B, H) buffer) and W_hr^T padded to whole vectors (H, o_pad).
+  T* h_full;
+  long ld_full;
+  const T* w_hr_t;
+  long o_pad;
+};
 
-template <typename T, Activation act>
-void rnn_forward(const LayerForward<T>& a, const Steps& s) {
-  const long H = a.hidden, I = a.input;
-  std::vector<T> bias;
-  if (a.b_ih) {
-    bias.resize(H);
-    for (long j = 0; j < H; ++j) bias[j] = a.b_ih[j] + a.b_hh[j];
-  }
-  // Pre-activations go straight into y and are activated in place.
-  fill_rows(a.y, s.rows(), H, H, bias.empty() ? nullptr : bias.data());
-  gemm<T>(false, true, s.rows(), H, I, T(1), a.x, I, a.w_ih, I, T(1), a.y, H);
-  for (long t = 0; t < a.steps; ++t) {
-    const long bt = s.size[t];
-    T* yt = a.y + s.offset[t] * H;
-    gemm<T>(false, true, bt, H, H, T(1), a.h_n, H, a.w_hh, H, T(1), yt, H);
-    parallel_for(bt, 8 * H, [&](long b0, long b1) {
-      for (long b = b0; b < b1; ++b) {
-        T* y = yt + b * H;
-        T* h = a.h_n + b * H;
-        for_each_unit<T>(H, [&](auto unit, long j) {
-          using U = typename decltype(unit)::type;
-          const U out = rnn_forward_unit<act>(load<U>(y + j));
-          store(y + j, out);
-          store(h + j, out);
-        });
+// y[row, p] and h_n for this thread's share `outs` of the projection, rows [0, bt) of step t.
+template <typename T>
+void project_step(const Forward<T>& f, long t, long bt, Range outs) {
+  constexpr long W = Vec<T>::width;
+  const long base = f.chunked ? 0 : f.s.offset[t];  // row of h_full holding batch row 0
+  for (long u = outs.begin; u < outs.end; u += W) {
+    const long n = std::min(W, outs.end - u);
+    for_each_panel<T, 1, panel_rows<1>()>(bt, f.h_full + base * f.ld_full, f.ld_full, f.w_hr_t + u,
+                                          f.o_pad, f.H, [&](const auto& acc, long rb) {
+      for (int r = 0; r < acc.rows; ++r) {
+        const long b = rb + r;
+        store_n(f.a.y + (f.s.offset[t] + b) * f.O + u, acc.v[r][0], n);
+        store_n(f.a.h_n + b * f.O + u, acc.v[r][0], n);
       }
     });
   }
 }
 
-template <typename T>
-void lstm_forward(const LayerForward<T>& a, const Steps& s) {
-  const long H = a.hidden, I = a.input, G = 4 * H;
-  std::vector<T> bias;
-  if (a.b_ih) {
-    bias.resize(G);
-    for (long j = 0; j < G; ++j) bias[j] = a.b_ih[j] + a.b_hh[j];
-  }
+template <typename T, CellKind cell>
+void forward_thread(const Forward<T>& f, int p, int parts) {
+  constexpr long W = Vec<T>::width;
+  constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
+  [[maybe_unused]] constexpr Activation act = cell == CellKind::rnn_relu ? Activation::relu : Activation::tanh;
+  using V = Vec<T>;
+  const LayerForward<T>& a = f.a;
+  const Steps& s = f.s;
+  const long H = f.H, I = f.I, O = f.O;
+  const bool projected = a.proj > 0;
+  const Range units = share(H, p, parts, W);
+  const Range outs = share(O, p, parts, W);
   const bool training = a.saved != nullptr;
-  const long ld = training ? 5 * H : G;  // gates (+ c) per row
-  const long chunk = training ? std::max<long>(a.steps, 1) : chunk_steps(s, a.steps);
-  std::vector<T> work;
-  if (!training) work.resize(std::min(s.rows(), s.offset[std::min(chunk, a.steps)]) * G);
 
-  for (long t0 = 0; t0 < a.steps; t0 += chunk) {
-    const long t1 = std::min(t0 + chunk, a.steps);
+  for (long t0 = 0; t0 < a.steps; t0 += f.chunk) {
+    const long t1 = std::min(t0 + f.chunk, a.steps);
     const long r0 = s.offset[t0], rows = s.offset[t1] - r0;
-    T* gates = training ? a.saved + r0 * ld : work.data();
-    fill_rows(gates, rows, G, ld, bias.empty() ? nullptr : bias.data());
-    gemm<T>(false, true, rows, G, I, T(1), a.x + r0 * I, I, a.w_ih, I, T(1), gates, ld);
+    const long base = f.chunked ? r0 : 0;  // packed row held in gates' first row
+    T* gates = f.gates + (r0 - base) * f.ld;
+    // Input projection of this thread's units for the chunk: one GEMM per gate block.
+    for (long g = 0; g < G && units.size() > 0; ++g) {
+      T* dst = gates + g * H + units.begin;
+      for (long r = 0; r < rows; ++r) {
+        if (f.bias_x) std::memcpy(dst + r * f.ld, f.bias_x + g * H + units.begin, units.size() * sizeof(T));
+        else std::memset(dst + r * f.ld, 0, units.size() * sizeof(T));
+      }
+      gemm<T>(false, true, rows, units.size(), I, T(1), a.x + r0 * I, I,
+              a.w_ih + (g * H + units.begin) * I, I, T(1), dst, f.ld);
+    }
     for (long t = t0; t < t1; ++t) {
       const long bt = s.size[t];
-      T* gt = gates + (s.offset[t] - r0) * ld;
-      gemm<T>(false, true, bt, G, H, T(1), a.h_n, H, a.w_hh, H, T(1), gt, ld);
-      parallel_for(bt, 40 * H, [&](long b0, long b1) {
-        for (long b = b0; b < b1; ++b) {
-          T* g = gt + b * ld;
-          T* c = a.c_n + b * H;
-          T* h = a.h_n + b * H;
-          T* y = a.y + (s.offset[t] + b) * H;
-          for_each_unit<T>(H, [&](auto unit, long j) {
-            using U = typename decltype(unit)::type;
-            LstmGates<U> gv{load<U>(g + j), load<U>(g + H + j), load<U>(g + 2 * H + j),
-                            load<U>(g + 3 * H + j)};
-            U c_new, h_new;
-            lstm_forward_unit(gv, load<U>(c + j), c_new, h_new);
-            store(c + j, c_new);
-            store(h + j, h_new);
-            store(y + j, h_new);
-            if (training) {
-              store(g + j, gv.i);
-              store(g + H + j, gv.f);
-              store(g + 2 * H + j, gv.g);
-              store(g + 3 * H + j, gv.o);
-              store(g + 4 * H + j, c_new);
+      const T* h_prev = t == 0 ? f.h0 : a.y + s.offset[t - 1] * O;
+      for (long u = units.begin; u < units.end; u += W) {
+        const long n = std::min(W, units.end - u);
+        const T* w = f.w_packed + (u / W) * O * G * W;
+        for_each_panel<T, G, panel_rows<G>()>(bt, h_prev, O, w, G * W, O, [&](const auto& acc, long rb) {
+          for (int r = 0; r < acc.rows; ++r) {
+            const long b = rb + r, row = s.offset[t] + b;
+            T* gx = f.gates + (row - base) * f.ld + u;  // this row's x-side gates
+            T* y = a.y + row * O + u;
+            T* h = a.h_n + b * O + u;
+            if constexpr (G == 1) {
+              const V out = rnn_forward_unit<act>(acc.v[r][0] + load_n(gx, n));
+              store_n(y, out, n);
+              store_n(h, out, n);
+            } else if constexpr (G == 4) {
+              LstmGates<V> gv{acc.v[r][0] + load_n(gx, n), acc.v[r][1] + load_n(gx + H, n),
+                              acc.v[r][2] + load_n(gx + 2 * H, n), acc.v[r][3] + load_n(gx + 3 * H, n)};
+              T* c = a.c_n + b * H + u;
+              V c_new, h_new;
+              lstm_forward_unit(gv, load_n(c, n), c_new, h_new);
+              store_n(c, c_new, n);
+              if (projected) {
+                store_n(f.h_full + (f.chunked ? b : row) * f.ld_full + u, h_new, n);
+              } else {
+                store_n(h, h_new, n);
+                store_n(y, h_new, n);
+              }
+              if (training) {
+                store_n(gx, gv.i, n);
+                store_n(gx + H, gv.f, n);
+                store_n(gx + 2 * H, gv.g, n);
+                store_n(gx + 3 * H, gv.o, n);
+                store_n(gx + 4 * H, c_new, n);
+              }
+            } else {
+              const GruGates<V> x3{load_n(gx, n), load_n(gx + H, n), load_n(gx + 2 * H, n)};
+              GruGates<V> h3{acc.v[r][0], acc.v[r][1], acc.v[r][2]};
+              if (a.b_hh) {
+                h3.r = h3.r + load_n(a.b_hh + u, n);
+                h3.z = h3.z + load_n(a.b_hh + H + u, n);
+                h3.n = h3.n + load_n(a.b_hh + 2 * H + u, n);
+              }
+              GruGates<V> av;
+              const V h_new = gru_forward_unit(x3, h3, load_n(h_prev + b * H + u, n), av);
+              store_n(h, h_new, n);
+              store_n(y, h_new, n);
+              if (training) {
+                store_n(gx, av.r, n);
+                store_n(gx + H, av.z, n);
+                store_n(gx + 2 * H, av.n, n);
+                store_n(gx + 3 * H, h3.n, n);
+              }
             }
-          });
-        }
-      });
+          }
+        });
+      }
+      barrier(parts);  // the next step (or the projection) reads every unit
+      if (projected) {
+        project_step(f, t, bt, outs);
+        barrier(parts);
+      }
     }
   }
 }
 
-template <typename T>
-void gru_forward(const LayerForward<T>& a, const Steps& s) {
-  const long H = a.hidden, I = a.input, G = 3 * H;
-  const bool training = a.saved != nullptr;
-  const long ld = training ? 4 * H : G;  // r z n (+ hn) per row
-  const long chunk = training ? std::max<long>(a.steps, 1) : chunk_steps(s, a.steps);
-  std::vector<T> work;
-  if (!training) work.resize(std::min(s.rows(), s.offset[std::min(chunk, a.steps)]) * G);
-  std::vector<T> hgates(a.batch * G);  // W_hh h_prev + b_hh of one step
-
-  for (long t0 = 0; t0 < a.steps; t0 += chunk) {
-    const long t1 = std::min(t0 + chunk, a.steps);
-    const long r0 = s.offset[t0], rows = s.offset[t1] - r0;
-    T* xgates = training ? a.saved + r0 * ld : work.data();
-    fill_rows(xgates, rows, G, ld, a.b_ih);
-    gemm<T>(false, true, rows, G, I, T(1), a.x + r0 * I, I, a.w_ih, I, T(1), xgates, ld);
-    for (long t = t0; t < t1; ++t) {
-      const long bt = s.size[t];
-      T* xt = xgates + (s.offset[t] - r0) * ld;
-      fill_rows(hgates.data(), bt, G, G, a.b_hh);
-      gemm<T>(false, true, bt, G, H, T(1), a.h_n, H, a.w_hh, H, T(1), hgates.data(), G);
-      parallel_for(bt, 30 * H, [&](long b0, long b1) {
-        for (long b = b0; b < b1; ++b) {
-          T* xg = xt + b * ld;
-          const T* hg = hgates.data() + b * G;
-          T* h = a.h_n + b * H;
-          T* y = a.y + (s.offset[t] + b) * H;
-          for_each_unit<T>(H, [&](auto unit, long j) {
-            using U = typename decltype(unit)::type;
-            const GruGates<U> x3{load<U>(xg + j), load<U>(xg + H + j), load<U>(xg + 2 * H + j)};
-            const GruGates<U> h3{load<U>(hg + j), load<U>(hg + H + j), load<U>(hg + 2 * H + j)};
-            GruGates<U> act;
-            const U h_new = gru_forward_unit(x3, h3, load<U>(h + j), act);
-            store(h + j, h_new);
-            store(y + j, h_new);
-            if (training) {
-              store(xg + j, act.r);
-              store(xg + H + j, act.z);
-              store(xg + 2 * H + j, act.n);
-              store(xg + 3 * H + j, h3.n);
-            }
-          });
-        }
-      });
-    }
+template <typename T, CellKind cell>
+void forward(const LayerForward<T>& a, const Steps& s) {
+  constexpr long W = Vec<T>::width;
+  const long H = a.hidden, I = a.input, O = a.state(), G = gate_count(cell);
+  std::vector<T> zeros, bias;
+  const T* h0 = a.h0;
+  if (!h0) {
+    zeros.assign(a.batch * O, T(0));
+    h0 = zeros.data();
   }
+  if (a.b_ih) {  // GRU: b_hh stays inside r * (W_hn h + b_hn), added per step
+    bias.assign(a.b_ih, a.b_ih + G * H);
+    if (cell != CellKind::gru)
+      for (long j = 0; j < G * H; ++j) bias[j] += a.b_hh[j];
+  }
+  const bool training = a.saved != nullptr;
+  // Where the x-side gates live: the RNN's straight in y; training: the saved buffer;
+  // inference: a chunk buffer.
+  std::vector<T> work, full_work, w_hr_t;
+  long ld = G * H, chunk = std::max<long>(a.steps, 1);
+  T* gates;
+  if (G == 1) {
+    gates = a.y;
+    ld = H;
+  } else if (training) {
+    gates = a.saved;
+    ld = saved_columns(cell, H, a.proj);
+  } else {
+    chunk = chunk_steps(s, a.steps);
+    work.resize(std::max<long>(1, s.offset[std::min(chunk, a.steps)]) * G * H);
+    gates = work.data();
+  }
+  const long o_pad = (O + W - 1) / W * W;
+  T* h_full = nullptr;
+  long ld_full = 0;
+  if (a.proj > 0) {
+    if (training) {
+      h_full = a.saved + 5 * H;
+      ld_full = ld;
+    } else {
+      full_work.resize(a.batch * H);
+      h_full = full_work.data();
+      ld_full = H;
+    }
+    // W_hr (O, H) transposed to (H, o_pad).
+    w_hr_t.assign(H * o_pad, T(0));
+    for (long o = 0; o < O; ++o)
+      for (long j = 0; j < H; ++j) w_hr_t[j * o_pad + o] = a.w_hr[o * H + j];
+  }
+  const std::vector<T> w_packed = pack_gate_blocks(a.w_hh, G, H, O);
+  const Forward<T> f{a, s, H, I, O, ld, gates, !work.empty(), chunk, w_packed.data(),
+                     bias.empty() ? nullptr : bias.data(), h0, h_full, ld_full, w_hr_t.data(),
+                     o_pad};
+  const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
+  run_parallel(threads, [&](int p, int parts) { forward_thread<T, cell>(f, p, parts); });
 }
 
 // ---- backward ------------------------------------------------------------------------------
 
-// The weight gradients and dx from the pre-activation gradients of all steps.
-// dgx: (rows, G*H) input side; dgh: hidden side (the same as dgx except in the GRU).
 template <typename T>
-void weight_gradients(const LayerBackward<T>& g, const Steps& s, const T* dgx, const T* dgh,
-                      const T* h0) {
+struct Backward {
+  const LayerBackward<T>& g;
+  const Steps& s;
+  long H, I, O;
+  T* dgx;              // (rows, G*H) d pre-activations, input side
+  T* dgh;              // hidden side (the same buffer as dgx except in the GRU)
+  T* dh_direct;        // GRU: (B, H) the part dh * z of d h_prev
+  const T* w_padded;   // W_hh (G*H, O) with rows padded to whole vectors (o_pad)
+  long o_pad;
+  const T* h0;         // (B, O)
+  const T* c0;         // (B, H), LSTM
+  T* h_prev;           // (rows, O) every row's h_prev, for dW_hh
+  // LSTM projection: d h (rows, O) of every row, and W_hr (O, H) padded to (O, h_pad).
+  T* dh_out;
+  const T* w_hr_padded;
+  long h_pad;
+};
+
+template <typename T, CellKind cell>
+void backward_thread(const Backward<T>& k, int p, int parts) {
+  constexpr long W = Vec<T>::width;
+  constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
+  [[maybe_unused]] constexpr Activation act = cell == CellKind::rnn_relu ? Activation::relu : Activation::tanh;
+  constexpr int RP = panel_rows<1>();
+  using V = Vec<T>;
+  const LayerBackward<T>& g = k.g;
   const LayerForward<T>& a = *g.fwd;
-  const long H = a.hidden, I = a.input, G = gate_count(a.cell) * H, rows = s.rows();
-  // h_prev of every row: h0 for step 0, else the previous step's output of the same batch row.
-  std::vector<T> h_prev(rows * H);
-  for (long t = 0; t < a.steps; ++t) {
-    const T* src = t == 0 ? h0 : a.y + s.offset[t - 1] * H;
-    std::memcpy(h_prev.data() + s.offset[t] * H, src, s.size[t] * H * sizeof(T));
+  const Steps& s = k.s;
+  const long H = k.H, I = k.I, O = k.O, GH = G * H, rows = s.rows();
+  const bool projected = a.proj > 0;
+  const long ld = saved_columns(cell, H, a.proj);
+  const Range units = share(H, p, parts, W);
+  const Range outs = share(O, p, parts, W);
+  T* dh = g.dh0;  // the running d h of every row (B, O), ends as dh0
+  T* dc = g.dc0;  // LSTM: the running d c (B, H), ends as dc0
+  for (long b = 0; b < a.batch; ++b) {
+    if (g.dh_n) std::memcpy(dh + b * O + outs.begin, g.dh_n + b * O + outs.begin, outs.size() * sizeof(T));
+    else std::memset(dh + b * O + outs.begin, 0, outs.size() * sizeof(T));
+    if (cell == CellKind::lstm) {
+      if (g.dc_n) std::memcpy(dc + b * H + units.begin, g.dc_n + b * H + units.begin, units.size() * sizeof(T));
+      else std::memset(dc + b * H + units.begin, 0, units.size() * sizeof(T));
+    }
   }
-  gemm<T>(false, false, rows, I, G, T(1), dgx, G, a.w_ih, I, T(0), g.dx, I);
-  gemm<T>(true, false, G, I, rows, T(1), dgx, G, a.x, I, T(0), g.dw_ih, I);
-  gemm<T>(true, false, G, H, rows, T(1), dgh, G, h_prev.data(), H, T(0), g.dw_hh, H);
-  if (g.db_ih) column_sums(dgx, rows, G, g.db_ih);
-  if (g.db_hh) column_sums(dgh, rows, G, g.db_hh);
-}
 
-// dh of row b at step t: the output's gradient plus the recurrent one.
-template <typename T>
-inline const T* dy_row(const LayerBackward<T>& g, const Steps& s, long t, long b) {
-  return g.dy ? g.dy + (s.offset[t] + b) * g.fwd->hidden : nullptr;
-}
-
-template <typename T, typename U>
-inline U total_dh(const T* dy, const T* dh_rec, long j) {
-  return dy ? load<U>(dy + j) + load<U>(dh_rec + j) : load<U>(dh_rec + j);
-}
-
-template <typename T, Activation act>
-void rnn_backward(const LayerBackward<T>& g, const Steps& s, const T* h0) {
-  const LayerForward<T>& a = *g.fwd;
-  const long H = a.hidden;
-  std::vector<T> dpre(s.rows() * H);
-  T* dh = g.dh0;  // the running d h, ends as dh0
-  copy_or_zero(dh, g.dh_n, a.batch * H);
   for (long t = a.steps - 1; t >= 0; --t) {
     const long bt = s.size[t];
-    T* dt = dpre.data() + s.offset[t] * H;
-    parallel_for(bt, 4 * H, [&](long b0, long b1) {
-      for (long b = b0; b < b1; ++b) {
-        const T* y = a.y + (s.offset[t] + b) * H;
-        const T* dy = dy_row(g, s, t, b);
-        for_each_unit<T>(H, [&](auto unit, long j) {
-          using U = typename decltype(unit)::type;
-          store(dt + b * H + j, rnn_backward_unit<act>(load<U>(y + j), total_dh<T, U>(dy, dh + b * H, j)));
-        });
-      }
-    });
-    gemm<T>(false, false, bt, H, H, T(1), dt, H, a.w_hh, H, T(0), dh, H);
-  }
-  weight_gradients(g, s, dpre.data(), dpre.data(), h0);
-}
-
-template <typename T>
-void lstm_backward(const LayerBackward<T>& g, const Steps& s, const T* h0, const T* c0) {
-  const LayerForward<T>& a = *g.fwd;
-  const long H = a.hidden, G = 4 * H, ld = 5 * H;
-  std::vector<T> dgates(s.rows() * G);
-  T* dh = g.dh0;
-  T* dc = g.dc0;
-  copy_or_zero(dh, g.dh_n, a.batch * H);
-  copy_or_zero(dc, g.dc_n, a.batch * H);
-  for (long t = a.steps - 1; t >= 0; --t) {
-    const long bt = s.size[t];
-    T* dt = dgates.data() + s.offset[t] * G;
-    parallel_for(bt, 30 * H, [&](long b0, long b1) {
-      for (long b = b0; b < b1; ++b) {
-        const T* sv = a.saved + (s.offset[t] + b) * ld;
-        const T* c_prev = t == 0 ? c0 + b * H : a.saved + (s.offset[t - 1] + b) * ld + 4 * H;
-        const T* dy = dy_row(g, s, t, b);
-        T* d = dt + b * G;
-        for_each_unit<T>(H, [&](auto unit, long j) {
-          using U = typename decltype(unit)::type;
-          const LstmGates<U> act{load<U>(sv + j), load<U>(sv + H + j), load<U>(sv + 2 * H + j),
-                                 load<U>(sv + 3 * H + j)};
-          U dcj = load<U>(dc + b * H + j);
-          LstmGates<U> dpre;
-          lstm_backward_unit(act, load<U>(sv + 4 * H + j), load<U>(c_prev + j),
-                             total_dh<T, U>(dy, dh + b * H, j), dcj, dpre);
-          store(dc + b * H + j, dcj);
-          store(d + j, dpre.i);
-          store(d + H + j, dpre.f);
-          store(d + 2 * H + j, dpre.g);
-          store(d + 3 * H + j, dpre.o);
-        });
-      }
-    });
-    gemm<T>(false, false, bt, H, G, T(1), dt, G, a.w_hh, H, T(0), dh, H);
-  }
-  weight_gradients(g, s, dgates.data(), dgates.data(), h0);
-}
-
-template <typename T>
-void gru_backward(const LayerBackward<T>& g, const Steps& s, const T* h0) {
-  const LayerForward<T>& a = *g.fwd;
-  const long H = a.hidden, G = 3 * H, ld = 4 * H;
-  std::vector<T> dgx(s.rows() * G), dgh(s.rows() * G);
-  T* dh = g.dh0;
-  copy_or_zero(dh, g.dh_n, a.batch * H);
-  for (long t = a.steps - 1; t >= 0; --t) {
-    const long bt = s.size[t];
-    parallel_for(bt, 30 * H, [&](long b0, long b1) {
-      for (long b = b0; b < b1; ++b) {
+    if (projected) {
+      // d h of this step's rows (this thread's outputs), kept for dW_hr; then d(o*tanh(c)) of
+      // this thread's units = W_hr^T d h, which needs every output.
+      for (long b = 0; b < bt; ++b) {
         const long row = s.offset[t] + b;
-        const T* sv = a.saved + row * ld;
-        const T* h_prev = t == 0 ? h0 + b * H : a.y + (s.offset[t - 1] + b) * H;
-        const T* dy = dy_row(g, s, t, b);
-        T* dx_side = dgx.data() + row * G;
-        T* dh_side = dgh.data() + row * G;
-        for_each_unit<T>(H, [&](auto unit, long j) {
-          using U = typename decltype(unit)::type;
-          const GruGates<U> act{load<U>(sv + j), load<U>(sv + H + j), load<U>(sv + 2 * H + j)};
-          GruGates<U> dxs, dhs;
-          const U dh_direct = gru_backward_unit(act, load<U>(sv + 3 * H + j), load<U>(h_prev + j),
-                                                total_dh<T, U>(dy, dh + b * H, j), dxs, dhs);
-          store(dh + b * H + j, dh_direct);
-          store(dx_side + j, dxs.r);
-          store(dx_side + H + j, dxs.z);
-          store(dx_side + 2 * H + j, dxs.n);
-          store(dh_side + j, dhs.r);
-          store(dh_side + H + j, dhs.z);
-          store(dh_side + 2 * H + j, dhs.n);
-        });
+        for (long o = outs.begin; o < outs.end; ++o)
+          k.dh_out[row * O + o] = dh[b * O + o] + (g.dy ? g.dy[row * O + o] : T(0));
       }
-    });
-    gemm<T>(false, false, bt, H, G, T(1), dgh.data() + s.offset[t] * G, G, a.w_hh, H, T(1), dh, H);
+      barrier(parts);
+    }
+    // Pointwise backward of this thread's units, rows [r, r + R) at a time.
+    auto pointwise = [&](long b, long u, long n, V dh_total) {
+      const long row = s.offset[t] + b;
+      if constexpr (G == 1) {
+        store_n(k.dgx + row * H + u, rnn_backward_unit<act>(load_n(a.y + row * H + u, n), dh_total), n);
+      } else if constexpr (G == 4) {
+        const T* sv = a.saved + row * ld + u;
+        const T* c_prev = t == 0 ? k.c0 + b * H + u : a.saved + (s.offset[t - 1] + b) * ld + 4 * H + u;
+        const LstmGates<V> av{load_n(sv, n), load_n(sv + H, n), load_n(sv + 2 * H, n), load_n(sv + 3 * H, n)};
+        V dcv = load_n(dc + b * H + u, n);
+        LstmGates<V> dpre;
+        lstm_backward_unit(av, load_n(sv + 4 * H, n), load_n(c_prev, n), dh_total, dcv, dpre);
+        store_n(dc + b * H + u, dcv, n);
+        T* d = k.dgx + row * GH + u;
+        store_n(d, dpre.i, n);
+        store_n(d + H, dpre.f, n);
+        store_n(d + 2 * H, dpre.g, n);
+        store_n(d + 3 * H, dpre.o, n);
+      } else {
+        const T* sv = a.saved + row * ld + u;
+        const T* h_prev = t == 0 ? k.h0 + b * H + u : a.y + (s.offset[t - 1] + b) * H + u;
+        const GruGates<V> av{load_n(sv, n), load_n(sv + H, n), load_n(sv + 2 * H, n)};
+        GruGates<V> dxs, dhs;
+        const V direct = gru_backward_unit(av, load_n(sv + 3 * H, n), load_n(h_prev, n), dh_total, dxs, dhs);
+        store_n(k.dh_direct + b * H + u, direct, n);
+        T* dx_side = k.dgx + row * GH + u;
+        T* dh_side = k.dgh + row * GH + u;
+        store_n(dx_side, dxs.r, n);
+        store_n(dx_side + H, dxs.z, n);
+        store_n(dx_side + 2 * H, dxs.n, n);
+        store_n(dh_side, dhs.r, n);
+        store_n(dh_side + H, dhs.z, n);
+        store_n(dh_side + 2 * H, dhs.n, n);
+      }
+    };
+    for (long u = units.begin; u < units.end; u += W) {
+      const long n = std::min(W, units.end - u);
+      if (projected) {
+        for_each_panel<T, 1, RP>(bt, k.dh_out + s.offset[t] * O, O, k.w_hr_padded + u, k.h_pad, O,
+                                 [&](const auto& acc, long rb) {
+          for (int r = 0; r < acc.rows; ++r) pointwise(rb + r, u, n, acc.v[r][0]);
+        });
+      } else {
+        for (long b = 0; b < bt; ++b) {
+          const T* dy = g.dy ? g.dy + (s.offset[t] + b) * H + u : nullptr;
+          const V dh_b = load_n(dh + b * H + u, n);
+          pointwise(b, u, n, dy ? load_n(dy, n) + dh_b : dh_b);
+        }
+      }
+    }
+    barrier(parts);  // the product below reads every unit's d gates of this step
+    // d h_prev of this thread's outputs: W_hh^T d(gates), over all G*H gate rows.
+    for (long u = outs.begin; u < outs.end; u += W) {
+      const long n = std::min(W, outs.end - u);
+      for_each_panel<T, 1, RP>(bt, k.dgh + s.offset[t] * GH, GH, k.w_padded + u, k.o_pad, GH,
+                               [&](const auto& acc, long rb) {
+        for (int r = 0; r < acc.rows; ++r) {
+          const long b = rb + r;
+          V v = acc.v[r][0];
+          if constexpr (G == 3) v = v + load_n(k.dh_direct + b * H + u, n);
+          store_n(dh + b * O + u, v, n);
+        }
+      });
+    }
   }
-  weight_gradients(g, s, dgx.data(), dgh.data(), h0);
+  // Every row's h_prev (h0 for step 0, else the previous step's output of the same batch row),
+  // this thread's share of the steps.
+  const Range steps = share(a.steps, p, parts);
+  for (long t = steps.begin; t < steps.end; ++t) {
+    const T* src = t == 0 ? k.h0 : a.y + s.offset[t - 1] * O;
+    std::memcpy(k.h_prev + s.offset[t] * O, src, s.size[t] * O * sizeof(T));
+  }
+  barrier(parts);
+  // Weight gradients of this thread's units' rows, dx of its share of the rows.
+  for (long gi = 0; gi < G && units.size() > 0; ++gi) {
+    const long r = gi * H + units.begin, n = units.size();
+    gemm<T>(true, false, n, I, rows, T(1), k.dgx + r, GH, a.x, I, T(0), g.dw_ih + r * I, I);
+    gemm<T>(true, false, n, O, rows, T(1), k.dgh + r, GH, k.h_prev, O, T(0), g.dw_hh + r * O, O);
+    for (auto [db, d] : {std::pair{g.db_ih, k.dgx}, std::pair{g.db_hh, k.dgh}}) {
+      if (!db) continue;
+      std::fill(db + r, db + r + n, T(0));
+      for (long row = 0; row < rows; ++row)
+        for (long j = 0; j < n; ++j) db[r + j] += d[row * GH + r + j];
+    }
+  }
+  if (projected && outs.size() > 0)  // dW_hr = d h^T (o * tanh(c)) over all rows
+    gemm<T>(true, false, outs.size(), H, rows, T(1), k.dh_out + outs.begin, O, a.saved + 5 * H, ld,
+            T(0), g.dw_hr + outs.begin * H, H);
+  const Range mine = share(rows, p, parts);
+  gemm<T>(false, false, mine.size(), I, GH, T(1), k.dgx + mine.begin * GH, GH, a.w_ih, I, T(0),
+          g.dx + mine.begin * I, I);
+}
+
+template <typename T, CellKind cell>
+void backward(const LayerBackward<T>& g, const Steps& s) {
+  const LayerForward<T>& a = *g.fwd;
+  constexpr long W = Vec<T>::width;
+  const long H = a.hidden, O = a.state(), G = gate_count(cell), rows = s.rows();
+  std::vector<T> zeros_h, zeros_c, dgx(rows * G * H), dgh, dh_direct, h_prev(rows * O), dh_out,
+      w_hr_padded;
+  if (cell == CellKind::gru) {
+    dgh.resize(rows * G * H);
+    dh_direct.resize(a.batch * H);
+  }
+  const T* h0 = a.h0;
+  if (!h0) {
+    zeros_h.assign(a.batch * O, T(0));
+    h0 = zeros_h.data();
+  }
+  const T* c0 = a.c0;
+  if (!c0) {
+    zeros_c.assign(a.batch * H, T(0));
+    c0 = zeros_c.data();
+  }
+  const long o_pad = (O + W - 1) / W * W, h_pad = (H + W - 1) / W * W;
+  const std::vector<T> w_padded = pad_columns(a.w_hh, G * H, O, o_pad);
+  if (a.proj > 0) {
+    dh_out.resize(rows * O);
+    w_hr_padded = pad_columns(a.w_hr, O, H, h_pad);
+  }
+  const Backward<T> k{g, s, H, a.input, O, dgx.data(), dgh.empty() ? dgx.data() : dgh.data(),
+                      dh_direct.data(), w_padded.data(), o_pad, h0, c0, h_prev.data(),
+                      dh_out.data(), w_hr_padded.data(), h_pad};
+  const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
+  run_parallel(threads, [&](int p, int parts) { backward_thread<T, cell>(k, p, parts); });
 }
 
 }  // namespace
@@ -353,13 +483,18 @@ void gru_backward(const LayerBackward<T>& g, const Steps& s, const T* h0) {
 template <typename T>
 void layer_forward(const LayerForward<T>& a) {
   const Steps s = make_steps(a.steps, a.batch, a.batch_sizes);
-  copy_or_zero(a.h_n, a.h0, a.batch * a.hidden);
-  if (a.cell == CellKind::lstm) copy_or_zero(a.c_n, a.c0, a.batch * a.hidden);
+  const long nh = a.batch * a.state(), nc = a.batch * a.hidden;
+  if (a.h0) std::memcpy(a.h_n, a.h0, nh * sizeof(T));
+  else std::memset(a.h_n, 0, nh * sizeof(T));
+  if (a.cell == CellKind::lstm) {
+    if (a.c0) std::memcpy(a.c_n, a.c0, nc * sizeof(T));
+    else std::memset(a.c_n, 0, nc * sizeof(T));
+  }
   switch (a.cell) {
-    case CellKind::rnn_tanh: return rnn_forward<T, Activation::tanh>(a, s);
-    case CellKind::rnn_relu: return rnn_forward<T, Activation::relu>(a, s);
-    case CellKind::lstm: return lstm_forward(a, s);
-    case CellKind::gru: return gru_forward(a, s);
+    case CellKind::rnn_tanh: return forward<T, CellKind::rnn_tanh>(a, s);
+    case CellKind::rnn_relu: return forward<T, CellKind::rnn_relu>(a, s);
+    case CellKind::lstm: return forward<T, CellKind::lstm>(a, s);
+    case CellKind::gru: return forward<T, CellKind::gru>(a, s);
   }
 }
 
@@ -367,13 +502,11 @@ template <typename T>
 void layer_backward(const LayerBackward<T>& g) {
   const LayerForward<T>& a = *g.fwd;
   const Steps s = make_steps(a.steps, a.batch, a.batch_sizes);
-  std::vector<T> zeros_h, zeros_c;
-  const T* h0 = or_zeros(a.h0, zeros_h, a.batch * a.hidden);
   switch (a.cell) {
-    case CellKind::rnn_tanh: return rnn_backward<T, Activation::tanh>(g, s, h0);
-    case CellKind::rnn_relu: return rnn_backward<T, Activation::relu>(g, s, h0);
-    case CellKind::lstm: return lstm_backward(g, s, h0, or_zeros(a.c0, zeros_c, a.batch * a.hidden));
-    case CellKind::gru: return gru_backward(g, s, h0);
+    case CellKind::rnn_tanh: return backward<T, CellKind::rnn_tanh>(g, s);
+    case CellKind::rnn_relu: return backward<T, CellKind::rnn_relu>(g, s);
+    case CellKind::lstm: return backward<T, CellKind::lstm>(g, s);
+    case CellKind::gru: return backward<T, CellKind::gru>(g, s);
   }
 }
 

@@ -42,7 +42,9 @@ struct Vec {
   raw v;
 
   Vec() = default;
-  Vec(T s) : v(raw{} + s) {}  // broadcast; implicit so that `1 - x` reads as in the scalar code
+  Vec(T s) {  // broadcast; implicit so that `1 - x` reads as in the scalar code
+    for (int i = 0; i < width; ++i) v[i] = s;
+  }
   static Vec from(raw r) {
     Vec out;
     out.v = r;

@@ -19,16 +19,18 @@ int cpus_available() {
 }
 
 std::atomic<int> g_threads{0};  // 0: not yet chosen
+thread_local int t_share = 0;    // 0: no ThreadShare on this thread
 
 }  // namespace
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("num_threads must be >= 1");
   g_threads = n;
-  blas_set_num_threads(n);
+  blas_set_num_threads(1);  // the kernels split the GEMMs among their own threads
 }
 
 int get_num_threads() {
+  if (t_share > 0) return t_share;
   int n = g_threads.load();
   if (n == 0) {
     n = cpus_available();
@@ -36,5 +38,8 @@ int get_num_threads() {
   }
   return n;
 }
+
+ThreadShare::ThreadShare(int n) : previous_(t_share) { t_share = std::max(1, n); }
+ThreadShare::~ThreadShare() { t_share = previous_; }
 
 }  // namespace fastrnn

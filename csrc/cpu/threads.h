@@ -1,29 +1,69 @@
-// Threads of the CPU kernels: one setting for the kernels' own loops and the BLAS.
+// Threads of the CPU kernels. A kernel runs as one parallel region whose threads each own a
+// share of the hidden units (or rows) and meet at a barrier per step; the BLAS is kept to one
+// thread and called from inside the region on each thread's share, so that the machine never
+// has two thread pools spinning against each other.
 #pragma once
 
 #include <algorithm>
 
+#include <omp.h>
+
 namespace fastrnn {
 
-void set_num_threads(int n);  // n >= 1; also sets the BLAS's threads
-int get_num_threads();
+void set_num_threads(int n);  // n >= 1
+int get_num_threads();          // the calling thread's share while a ThreadShare is alive
+
+// While alive, get_num_threads() on the constructing thread returns n: for work that runs beside
+// other work (the two directions of a layer), each taking a share of the threads.
+class ThreadShare {
+ public:
+  explicit ThreadShare(int n);
+  ~ThreadShare();
+  ThreadShare(const ThreadShare&) = delete;
+  ThreadShare& operator=(const ThreadShare&) = delete;
+
+ private:
+  int previous_;
+};
+
+// Runs body(thread, threads) on `threads` threads (fewer if the runtime gives fewer).
+template <typename Body>
+void run_parallel(int threads, Body&& body) {
+  if (threads <= 1) {
+    body(0, 1);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  body(omp_get_thread_num(), omp_get_num_threads());
+}
+
+// All threads of the enclosing run_parallel region wait here.
+inline void barrier(int threads) {
+  if (threads > 1) {
+#pragma omp barrier
+  }
+}
+
+// [begin, end) of n items for part p of `parts`, in multiples of `grain` (the last part takes the
+// remainder).
+struct Range {
+  long begin, end;
+  long size() const { return end - begin; }
+};
+inline Range share(long n, int p, int parts, long grain = 1) {
+  const long units = (n + grain - 1) / grain;
+  return {std::min(n, units * p / parts * grain), std::min(n, units * (p + 1) / parts * grain)};
+}
 
 // Runs body(begin, end) over [0, n) split into contiguous parts, one per thread, when the work
 // (n * cost_per_item, in rough flops) is large enough to pay for waking threads.
 template <typename Body>
 void parallel_for(long n, long cost_per_item, Body&& body) {
-  const int threads = get_num_threads();
-  const long min_work = 1L << 15;
-  if (threads <= 1 || n < 2 || n * cost_per_item < min_work) {
-    body(0L, n);
-    return;
-  }
-  const int parts = int(std::min<long>(threads, n));
-#pragma omp parallel for num_threads(parts) schedule(static, 1)
-  for (int p = 0; p < parts; ++p) {
-    const long begin = n * p / parts, end = n * (p + 1) / parts;
-    body(begin, end);
-  }
+  const int threads = n * cost_per_item < (1L << 15) ? 1 : int(std::min<long>(get_num_threads(), n));
+  run_parallel(threads, [&](int p, int parts) {
+    const Range r = share(n, p, parts);
+    body(r.begin, r.end);
+  });
 }
 
 }  // namespace fastrnn

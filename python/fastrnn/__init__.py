@@ -5,10 +5,14 @@ from . import reference
 from ._results import SequenceGrads, SequenceResult
 from .functional import (get_num_threads, gru_backward, gru_forward, lstm_backward, lstm_forward,
                          rnn_backward, rnn_forward, set_num_threads)
+from .layers import StackGrads, StackResult, stack_backward, stack_forward
+from .modules import GRU, LSTM, RNN, clip_grad_norm
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SequenceGrads", "SequenceResult", "get_num_threads", "gru_backward", "gru_forward",
+    "GRU", "LSTM", "RNN", "SequenceGrads", "SequenceResult", "StackGrads", "StackResult",
+    "clip_grad_norm", "get_num_threads", "gru_backward", "gru_forward",
     "lstm_backward", "lstm_forward", "reference", "rnn_backward", "rnn_forward", "set_num_threads",
+    "stack_backward", "stack_forward",
 ]

@@ -70,6 +70,8 @@ def check_layer_args(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, 
     if x.ndim != 3:
         raise ValueError(f"x must have shape (T, B, I), got {tuple(x.shape)}")
     steps, batch, inp = x.shape
+    if inp < 1:
+        raise ValueError(f"x must have shape (T, B, I) with I >= 1, got {tuple(x.shape)}")
     if w_hh.ndim != 2 or w_hh.shape[1] < 1:
         raise ValueError(f"w_hh must have shape ({gs}, H), got {tuple(w_hh.shape)}")
     hidden = w_hh.shape[1]
@@ -94,7 +96,7 @@ def _forward(layer: Layer, training: bool) -> SequenceResult:
     t, b, i = layer.x.shape
     y, h_n, c_n, saved = _C.layer_forward(
         layer.cell, t, b, layer.x.reshape(t * b, i), layer.h0, layer.c0, layer.w_ih, layer.w_hh,
-        layer.b_ih, layer.b_hh, None, bool(training))
+        layer.b_ih, layer.b_hh, None, None, bool(training))
     y = y.reshape(t, b, layer.hidden)
     if training:
         y.flags.writeable = False  # backward reads it as every step's h_prev
@@ -108,7 +110,8 @@ def family(cell: str) -> str:
 
 
 def _backward(name: str, result: Any, dy: Any, dh_n: Any, dc_n: Any) -> SequenceGrads:
-    if not isinstance(result, SequenceResult) or result._ctx is None:
+    # _ctx is (Layer, saved) for kernel results; the reference's results keep a dict there
+    if not isinstance(result, SequenceResult) or not isinstance(result._ctx, tuple):
         if isinstance(result, SequenceResult) and not result.training:
             raise ValueError(f"{name}_backward needs a result of {name}_forward(..., training=True); "
                              "this one was made with training=False and kept nothing for backward")
@@ -131,10 +134,10 @@ def _backward(name: str, result: Any, dy: Any, dh_n: Any, dc_n: Any) -> Sequence
         check_shape(arg, arr, shape, what)
         grads[arg] = contiguous(arr)
     dy2 = None if grads["dy"] is None else grads["dy"].reshape(t * b, h)
-    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _C.layer_backward(
-        layer.cell, t, b, layer.x.reshape(t * b, -1), layer.h0, layer.c0, layer.w_ih, layer.w_hh,
-        layer.b_ih, layer.b_hh, None, result.y.reshape(t * b, h), saved, dy2, grads["dh_n"],
-        grads["dc_n"])
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, _ = _C.layer_backward(
+        layer.cell, t, b, layer.x.reshape(t * b, layer.x.shape[2]), layer.h0, layer.c0, layer.w_ih,
+        layer.w_hh, layer.b_ih, layer.b_hh, None, None, result.y.reshape(t * b, h), saved, dy2,
+        grads["dh_n"], grads["dc_n"])
     return SequenceGrads(dx=dx.reshape(layer.x.shape), dh0=dh0, dw_ih=dw_ih, dw_hh=dw_hh,
                          db_ih=db_ih, db_hh=db_hh, dc0=dc0)
 

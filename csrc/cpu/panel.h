@@ -1,0 +1,91 @@
+// The register-blocked product at the heart of the recurrent kernels, compiled per instruction set.
+//
+//   acc[r][g] = sum_k a[r * lda + k] * w[k * w_stride + g * W : + W]      r < R, g < G
+//
+// One W-lane vector of G gates for R batch rows: per k, G vector loads of weights, R broadcasts,
+// R*G fused multiply-adds. The forward step uses it with the weights repacked per block of units
+// ([k][gate][lane]), so that the gates of a block of units come out together and the cell's
+// pointwise math runs on them while they are in registers. KU partial sums per accumulator hide
+// the FMA latency when R*G is small (batch 1).
+#pragma once
+
+#include "simd.h"
+
+namespace fastrnn {
+namespace FASTRNN_ISA {
+
+// Accumulator registers the panel may use (the architecture has 32 vector registers with
+// AVX-512, 16 otherwise).
+constexpr int kAccumulators = FASTRNN_SIMD_BYTES == 64 ? 24 : 12;
+
+// Rows per panel call for G gates.
+template <int G>
+constexpr int panel_rows() {
+  return kAccumulators / G < 1 ? 1 : (kAccumulators / G > 8 ? 8 : kAccumulators / G);
+}
+
+template <typename T, int R, int G>
+struct PanelAcc {
+  static constexpr int rows = R;
+  Vec<T> v[R][G];
+};
+
+template <typename T, int R, int G>
+inline PanelAcc<T, R, G> panel(const T* a, long lda, const T* w, long w_stride, long K) {
+  using V = Vec<T>;
+  constexpr int W = V::width;
+  constexpr int KU = (8 + R * G - 1) / (R * G) > 4 ? 4 : (8 + R * G - 1) / (R * G);
+  V acc[KU][R][G];
+  for (int u = 0; u < KU; ++u)
+    for (int r = 0; r < R; ++r)
+      for (int g = 0; g < G; ++g) acc[u][r][g] = V(T(0));
+  long k = 0;
+  for (; k + KU <= K; k += KU) {
+#pragma GCC unroll 4
+    for (int u = 0; u < KU; ++u) {
+      const T* wk = w + (k + u) * w_stride;
+      V wg[G];
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) wg[g] = V::load(wk + g * W);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const V ar(a[r * lda + k + u]);
+#pragma GCC unroll 8
+        for (int g = 0; g < G; ++g) acc[u][r][g] = acc[u][r][g] + ar * wg[g];
+      }
+    }
+  }
+  for (; k < K; ++k) {
+    const T* wk = w + k * w_stride;
+    for (int r = 0; r < R; ++r) {
+      const V ar(a[r * lda + k]);
+      for (int g = 0; g < G; ++g) acc[0][r][g] = acc[0][r][g] + ar * V::load(wk + g * W);
+    }
+  }
+  PanelAcc<T, R, G> out;
+  for (int r = 0; r < R; ++r)
+    for (int g = 0; g < G; ++g) {
+      V s = acc[0][r][g];
+      for (int u = 1; u < KU; ++u) s = s + acc[u][r][g];
+      out.v[r][g] = s;
+    }
+  return out;
+}
+
+// Calls body(panel result, r0, R) for rows [0, rows) in panels of at most RMAX rows.
+template <typename T, int G, int RMAX, typename Body>
+inline void for_each_panel(long rows, const T* a, long lda, const T* w, long w_stride, long K,
+                           Body&& body) {
+  long r0 = 0;
+  for (; r0 + RMAX <= rows; r0 += RMAX)
+    body(panel<T, RMAX, G>(a + r0 * lda, lda, w, w_stride, K), r0);
+  if (r0 < rows) {
+    if constexpr (RMAX > 1) {
+      for_each_panel<T, G, RMAX - 1>(rows - r0, a + r0 * lda, lda, w, w_stride, K,
+                                     [&](const auto& acc, long r) { body(acc, r0 + r); });
+    }
+  }
+}
+
+}  // namespace FASTRNN_ISA
+}  // namespace fastrnn
