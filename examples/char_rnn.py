@@ -255,11 +255,11 @@ def sample(next_logp: Callable, text: Text, prompt: str, length: int, temperatur
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=500, help="training steps")
+    parser.add_argument("--steps", type=int, default=600, help="training steps")
     parser.add_argument("--batch", type=int, default=32, help="windows per step")
     parser.add_argument("--seq", type=int, default=64, help="characters per window")
     parser.add_argument("--embed", type=int, default=32, help="embedding size")
-    parser.add_argument("--hidden", type=int, default=256, help="LSTM hidden size")
+    parser.add_argument("--hidden", type=int, default=128, help="LSTM hidden size")
     parser.add_argument("--layers", type=int, default=1, help="LSTM layers")
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     parser.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
