@@ -1,8 +1,9 @@
 """A character-level LSTM language model trained in a plain NumPy loop with fastrnn.
 
-    python examples/char_rnn.py                  # the full run: a few minutes on 2 cores
+    python examples/char_rnn.py                  # the full run: about 2 minutes on 2 cores
     python examples/char_rnn.py --steps 50       # a quick look
     python examples/char_rnn.py --torch          # the same model and loop with fastrnn.torch
+    python examples/char_rnn.py --threads 1      # on a machine busy with other work
 
 Model: embedding (V, E) -> fastrnn.LSTM(E, H) -> linear (H -> V) -> log-softmax cross-entropy,
 on the characters of examples/data/declaration_of_independence.txt (public domain). The last
@@ -12,6 +13,8 @@ the gradient norm with fastrnn.clip_grad_norm and takes an Adam step. At the end
 loss curve and a sample generated one character at a time, carrying the LSTM state (h, c).
 
 Losses are in nats per character; a uniform guess over the V characters scores ln V (about 4.1).
+The default run takes the training loss below 0.8; the held-out loss bottoms out near 1.95 after
+about 250 steps and then rises, as 8 KB of text is memorised rather than generalised from.
 """
 
 from __future__ import annotations
