@@ -12,31 +12,16 @@
 #include <string>
 #include <vector>
 
+#include "bind_util.h"
 #include "cpu/stack.h"
 
 namespace py = pybind11;
 using namespace fastrnn;
+using namespace fastrnn::bind;
 
 namespace {
 
-template <typename T>
-using Array = py::array_t<T, py::array::c_style>;
-template <typename T>
-using Optional = std::optional<Array<T>>;
-using Lengths = std::optional<py::array_t<long, py::array::c_style>>;
-
-CellKind cell_kind(const std::string& name) {
-  if (name == "rnn_tanh") return CellKind::rnn_tanh;
-  if (name == "rnn_relu") return CellKind::rnn_relu;
-  if (name == "lstm") return CellKind::lstm;
-  if (name == "gru") return CellKind::gru;
-  throw std::invalid_argument("unknown cell '" + name + "'");
-}
-
-template <typename T>
-const T* data_or_null(const Optional<T>& a) {
-  return a ? a->data() : nullptr;
-}
+using Lengths = Sizes;
 
 // A training forward's state, held by the Python result until backward; it keeps alive the
 // arrays (x, weights) the state points into.
@@ -56,7 +41,7 @@ py::tuple stack_forward_py(const std::string& cell, const Array<T>& x, const Opt
                            const Lengths& lengths,
                            double dropout, std::uint64_t seed, bool training) {
   StackForward<T> a{};
-  a.cell = cell_kind(cell);
+  a.cell = parse_cell(cell);
   a.steps = x.shape(0);
   a.batch = x.shape(1);
   a.input = x.shape(2);
@@ -68,15 +53,15 @@ py::tuple stack_forward_py(const std::string& cell, const Array<T>& x, const Opt
     throw std::invalid_argument("stack_forward: 5 weight entries per layer and direction");
   std::vector<DirectionWeights<T>> w(layers * directions);
   for (size_t k = 0; k < w.size(); ++k) {
-    w[k] = {data_or_null(weights[5 * k]), data_or_null(weights[5 * k + 1]),
-            data_or_null(weights[5 * k + 2]), data_or_null(weights[5 * k + 3]),
-            data_or_null(weights[5 * k + 4])};
+    w[k] = {ptr(weights[5 * k]), ptr(weights[5 * k + 1]),
+            ptr(weights[5 * k + 2]), ptr(weights[5 * k + 3]),
+            ptr(weights[5 * k + 4])};
   }
   a.weights = w.data();
   a.lengths = lengths ? lengths->data() : nullptr;
   a.x = x.data();
-  a.h0 = data_or_null(h0);
-  a.c0 = data_or_null(c0);
+  a.h0 = ptr(h0);
+  a.c0 = ptr(c0);
   a.dropout = dropout;
   a.seed = seed;
   a.training = training;
@@ -132,9 +117,9 @@ py::tuple stack_backward_py(const StackContext<T>& ctx, const Optional<T>& dy,
   for (long k = 0; k < LD; ++k)
     g[k] = {out(5 * k), out(5 * k + 1), out(5 * k + 2), out(5 * k + 3), out(5 * k + 4)};
   StackBackward<T> b{};
-  b.dy = data_or_null(dy);
-  b.dh_n = data_or_null(dh_n);
-  b.dc_n = data_or_null(dc_n);
+  b.dy = ptr(dy);
+  b.dh_n = ptr(dh_n);
+  b.dc_n = ptr(dc_n);
   b.dx = dx.mutable_data();
   b.dh0 = dh0.mutable_data();
   b.dc0 = dc0 ? dc0->mutable_data() : nullptr;

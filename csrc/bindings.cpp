@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "bind_util.h"
 #include "cpu/blas.h"
 #include "cpu/isa.h"
 #include "cpu/sequence.h"
@@ -16,39 +17,11 @@
 
 namespace py = pybind11;
 using namespace fastrnn;
+using namespace fastrnn::bind;
 
 void bind_stack(py::module_& m);  // bind_stack.cpp
 
 namespace {
-
-template <typename T>
-using Array = py::array_t<T, py::array::c_style>;
-template <typename T>
-using Optional = std::optional<Array<T>>;
-
-CellKind parse_cell(const std::string& name) {
-  if (name == "rnn_tanh") return CellKind::rnn_tanh;
-  if (name == "rnn_relu") return CellKind::rnn_relu;
-  if (name == "lstm") return CellKind::lstm;
-  if (name == "gru") return CellKind::gru;
-  throw std::invalid_argument("unknown cell '" + name + "'");
-}
-
-template <typename T>
-const T* ptr(const Optional<T>& a) {
-  return a ? a->data() : nullptr;
-}
-
-template <typename T>
-T* mutable_ptr(std::optional<Array<T>>& a) {
-  return a ? a->mutable_data() : nullptr;
-}
-
-const long* sizes_ptr(const std::optional<py::array_t<long, py::array::c_style>>& a) {
-  return a ? a->data() : nullptr;
-}
-
-using Sizes = std::optional<py::array_t<long, py::array::c_style>>;
 
 // The forward's arguments from arrays: x (rows, I), weights (G*H, I) and (G*H, H).
 template <typename T>
@@ -64,7 +37,7 @@ LayerForward<T> forward_args(CellKind cell, long steps, long batch, const Array<
   a.hidden = w_hh.shape(0) / gate_count(cell);
   a.proj = w_hr ? w_hr->shape(0) : 0;
   a.w_hr = ptr(w_hr);
-  a.batch_sizes = sizes_ptr(batch_sizes);
+  a.batch_sizes = ptr(batch_sizes);
   a.x = x.data();
   a.h0 = ptr(h0);
   a.c0 = ptr(c0);

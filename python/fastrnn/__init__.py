@@ -1,7 +1,7 @@
 """fastrnn: fused recurrent neural network kernels (RNN, LSTM, GRU) for NumPy and PyTorch."""
 
 from . import _blas  # noqa: F401  (loads the BLAS before the compiled module)
-from . import reference
+from . import cuda, reference
 from ._results import SequenceGrads, SequenceResult
 from .functional import (get_num_threads, gru_backward, gru_forward, lstm_backward, lstm_forward,
                          rnn_backward, rnn_forward, set_num_threads)
@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GRU", "LSTM", "RNN", "SequenceGrads", "SequenceResult", "StackGrads", "StackResult",
-    "clip_grad_norm", "get_num_threads", "gru_backward", "gru_forward",
+    "clip_grad_norm", "cuda", "get_num_threads", "gru_backward", "gru_forward",
     "lstm_backward", "lstm_forward", "reference", "rnn_backward", "rnn_forward", "set_num_threads",
     "stack_backward", "stack_forward",
 ]

@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             p = make_problem(cell, t, b, i, h, np.float32)
             row = []
             for backward in (False, True):
-                fast = median_time(lambda: run(functional, cell, p, not backward and False or
-                                               backward, backward), args.repeats)
+                # forward: inference mode; forward+backward: training mode and backward
+                fast = median_time(lambda: run(functional, cell, p, backward, backward),
+                                   args.repeats)
                 ref = median_time(lambda: run(reference, cell, p, True, backward),
                                   max(1, args.repeats // 2))
                 row += [fast * 1e3, ref * 1e3, ref / fast]

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from . import _C
+from . import cuda as _gpu
 from ._checks import as_float_array, check_shape, common_dtype, contiguous
 from ._results import SequenceGrads, SequenceResult
 
@@ -104,6 +105,13 @@ def _forward(layer: Layer, training: bool) -> SequenceResult:
                           _ctx=(layer, saved) if training else None)
 
 
+def _run_forward(cell: str, training: bool, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any,
+                 b_ih: Any, b_hh: Any) -> SequenceResult:
+    if _gpu.is_gpu_array(x):  # GPU arrays run on the GPU (fastrnn.cuda)
+        return _gpu.layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training=training)
+    return _forward(check_layer_args(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh), training)
+
+
 def family(cell: str) -> str:
     """The public name of a cell kind: rnn, lstm or gru."""
     return "rnn" if cell.startswith("rnn") else cell
@@ -116,9 +124,13 @@ def _backward(name: str, result: Any, dy: Any, dh_n: Any, dc_n: Any) -> Sequence
             raise ValueError(f"{name}_backward needs a result of {name}_forward(..., training=True); "
                              "this one was made with training=False and kept nothing for backward")
         raise TypeError(f"result must be the SequenceResult of {name}_forward(..., training=True)")
+    gpu = isinstance(result._ctx, _gpu.GpuContext)
+    cell = result._ctx.cell if gpu else result._ctx[0].cell
+    if family(cell) != name:
+        raise TypeError(f"result comes from {family(cell)}_forward, not from {name}_forward")
+    if gpu:
+        return _gpu.layer_backward(result, dy, dh_n, dc_n)
     layer, saved = result._ctx
-    if family(layer.cell) != name:
-        raise TypeError(f"result comes from {family(layer.cell)}_forward, not from {name}_forward")
     t, b, h = layer.steps, layer.batch, layer.hidden
     dtype = layer.x.dtype
     grads = {}
@@ -157,7 +169,7 @@ def rnn_forward(x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: A
     kept for backward.
     """
     cell = _rnn_cell(nonlinearity)
-    return _forward(check_layer_args(cell, x, h0, None, w_ih, w_hh, b_ih, b_hh), training)
+    return _run_forward(cell, training, x, h0, None, w_ih, w_hh, b_ih, b_hh)
 
 
 def lstm_forward(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any = None,
@@ -167,7 +179,7 @@ def lstm_forward(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any = Non
     x: (T, B, I); h0, c0: (B, H) or None for zeros; w_ih: (4H, I); w_hh: (4H, H); b_ih, b_hh:
     (4H,) or None. Returns a SequenceResult with y (T, B, H), h_n and c_n (B, H).
     """
-    return _forward(check_layer_args("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh), training)
+    return _run_forward("lstm", training, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
 
 
 def gru_forward(x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None, *,
@@ -177,7 +189,7 @@ def gru_forward(x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: A
     x: (T, B, I); h0: (B, H) or None for zeros; w_ih: (3H, I); w_hh: (3H, H); b_ih, b_hh: (3H,)
     or None. Returns a SequenceResult with y (T, B, H) and h_n (B, H).
     """
-    return _forward(check_layer_args("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh), training)
+    return _run_forward("gru", training, x, h0, None, w_ih, w_hh, b_ih, b_hh)
 
 
 def rnn_backward(result: SequenceResult, dy: Any, dh_n: Any = None) -> SequenceGrads:

@@ -1,0 +1,162 @@
+// pybind11 only, for the CUDA module fastrnn._cuda: device pointers in as integers (the Python
+// layer, python/fastrnn/cuda.py, has checked every array, allocated the outputs with the caller's
+// library and found its current stream), one call into the layer driver, nothing returned. CUDA
+// and cuBLAS errors arrive as fastrnn._cuda.CudaError.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "check.h"
+
+namespace py = pybind11;
+using fastrnn::CellKind;
+using namespace fastrnn::gpu;
+
+namespace {
+
+using Sizes = std::optional<py::array_t<long, py::array::c_style>>;
+
+CellKind parse_cell(const std::string& name) {
+  if (name == "rnn_tanh") return CellKind::rnn_tanh;
+  if (name == "rnn_relu") return CellKind::rnn_relu;
+  if (name == "lstm") return CellKind::lstm;
+  if (name == "gru") return CellKind::gru;
+  throw std::invalid_argument("unknown cell '" + name + "'");
+}
+
+// A pointer from the dict of device pointers; an absent name or 0 is null.
+template <typename P>
+P* ptr(const py::dict& ptrs, const char* name) {
+  if (!ptrs.contains(name)) return nullptr;
+  return reinterpret_cast<P*>(ptrs[name].cast<std::uintptr_t>());
+}
+
+// The caller's stream. The legacy default stream (handle 0) becomes this thread's default stream,
+// which orders with it both ways (it is a blocking stream) without being it.
+CUstream_st* stream_of(std::uintptr_t handle) {
+  return handle ? reinterpret_cast<CUstream_st*>(handle) : cudaStreamPerThread;
+}
+
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&previous_), "cudaGetDevice");
+    if (device != previous_) check(cudaSetDevice(device), "cudaSetDevice");
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }  // no throw from a destructor
+
+ private:
+  int previous_ = 0;
+};
+
+template <typename T, typename A>
+LayerForward<T, A> forward_args(const std::string& cell, long steps, long batch, long input,
+                                long hidden, const Sizes& batch_sizes, bool reverse,
+                                const py::dict& p) {
+  LayerForward<T, A> a{};
+  a.cell = parse_cell(cell);
+  a.steps = steps;
+  a.batch = batch;
+  a.input = input;
+  a.hidden = hidden;
+  a.batch_sizes = batch_sizes ? batch_sizes->data() : nullptr;
+  a.reverse = reverse;
+  a.x = ptr<const T>(p, "x");
+  a.h0 = ptr<const T>(p, "h0");
+  a.c0 = ptr<const T>(p, "c0");
+  a.w_ih = ptr<const T>(p, "w_ih");
+  a.w_hh = ptr<const T>(p, "w_hh");
+  a.b_ih = ptr<const T>(p, "b_ih");
+  a.b_hh = ptr<const T>(p, "b_hh");
+  a.y = ptr<T>(p, "y");
+  a.h_n = ptr<T>(p, "h_n");
+  a.c_n = ptr<T>(p, "c_n");
+  a.saved = ptr<A>(p, "saved");
+  return a;
+}
+
+template <typename T, typename A>
+void forward(const std::string& cell, long steps, long batch, long input, long hidden,
+             const Sizes& batch_sizes, bool reverse, const py::dict& p, int device,
+             std::uintptr_t stream) {
+  const LayerForward<T, A> a = forward_args<T, A>(cell, steps, batch, input, hidden, batch_sizes, reverse, p);
+  py::gil_scoped_release release;
+  DeviceGuard guard(device);
+  layer_forward(a, stream_of(stream));
+}
+
+template <typename T, typename A>
+void backward(const std::string& cell, long steps, long batch, long input, long hidden,
+              const Sizes& batch_sizes, bool reverse, const py::dict& p, int device,
+              std::uintptr_t stream) {
+  const LayerForward<T, A> a = forward_args<T, A>(cell, steps, batch, input, hidden, batch_sizes, reverse, p);
+  const LayerBackward<T, A> g{&a,
+                              ptr<const T>(p, "dy"),
+                              ptr<const T>(p, "dh_n"),
+                              ptr<const T>(p, "dc_n"),
+                              ptr<T>(p, "dx"),
+                              ptr<T>(p, "dh0"),
+                              ptr<T>(p, "dc0"),
+                              ptr<A>(p, "dw_ih"),
+                              ptr<A>(p, "dw_hh"),
+                              ptr<A>(p, "db_ih"),
+                              ptr<A>(p, "db_hh")};
+  py::gil_scoped_release release;
+  DeviceGuard guard(device);
+  layer_backward(g, stream_of(stream));
+}
+
+// The one dtype dispatch: the stored type by NumPy name, with its arithmetic type.
+template <template <typename, typename> class Call, typename... Args>
+void by_dtype(const std::string& dtype, Args&&... args) {
+  if (dtype == "float32") return Call<float, float>::run(args...);
+  if (dtype == "float64") return Call<double, double>::run(args...);
+  if (dtype == "float16") return Call<__half, float>::run(args...);
+  if (dtype == "bfloat16") return Call<__nv_bfloat16, float>::run(args...);
+  throw std::invalid_argument("unsupported dtype '" + dtype + "'");
+}
+template <typename T, typename A>
+struct Forward {
+  template <typename... Args>
+  static void run(Args&... args) { forward<T, A>(args...); }
+};
+template <typename T, typename A>
+struct Backward {
+  template <typename... Args>
+  static void run(Args&... args) { backward<T, A>(args...); }
+};
+
+// (number of devices, "" ) or (0, why none can be used).
+py::tuple probe() {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess)
+    return py::make_tuple(0, std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status));
+  return py::make_tuple(count, count ? "" : "no CUDA device");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "fastrnn's CUDA kernels; use fastrnn.cuda and the fastrnn functions, which check the arguments.";
+  py::register_exception<CudaError>(m, "CudaError", PyExc_RuntimeError);
+  m.def("probe", &probe, "(device count, reason when 0) without raising.");
+  m.def("layer_forward",
+        [](const std::string& dtype, const std::string& cell, long steps, long batch, long input,
+           long hidden, const Sizes& batch_sizes, bool reverse, const py::dict& ptrs, int device,
+           std::uintptr_t stream) {
+          by_dtype<Forward>(dtype, cell, steps, batch, input, hidden, batch_sizes, reverse, ptrs, device, stream);
+        });
+  m.def("layer_backward",
+        [](const std::string& dtype, const std::string& cell, long steps, long batch, long input,
+           long hidden, const Sizes& batch_sizes, bool reverse, const py::dict& ptrs, int device,
+           std::uintptr_t stream) {
+          by_dtype<Backward>(dtype, cell, steps, batch, input, hidden, batch_sizes, reverse, ptrs, device, stream);
+        });
+}
