@@ -93,8 +93,9 @@ class _StackFunction(torch.autograd.Function):
 def _check_cpu(name: str, t: Tensor) -> None:
     if t.device.type == "cuda":
         raise ValueError(f"{name} is a CUDA tensor ({t.device}); fastrnn.torch runs on CPU tensors "
-                         "only until fastrnn's CUDA kernels are built: move the module and the "
-                         "inputs to the CPU, or use torch.nn's module on the GPU")
+                         "only: fastrnn's CUDA kernels cover single layers (fastrnn.functional), "
+                         "not yet the whole-network stack behind these modules. Move the module "
+                         "and the inputs to the CPU, or use torch.nn's module on the GPU")
     if t.device.type != "cpu":
         raise ValueError(f"{name} must be a CPU tensor, got one on device {t.device}")
 
