@@ -114,8 +114,11 @@ py::tuple layer_backward_py(const std::string& cell_name, long steps, long batch
 
 }  // namespace
 
+void bind_tree(py::module_& m);  // bind_tree.cpp
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastrnn's compiled kernels; use the fastrnn package, which checks the arguments.";
+  bind_tree(m);
   m.def("layer_forward", &layer_forward_py<float>);
   m.def("layer_forward", &layer_forward_py<double>);
   m.def("layer_backward", &layer_backward_py<float>);

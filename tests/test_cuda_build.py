@@ -30,13 +30,13 @@ def cublas_include() -> str:
     return include
 
 
-@pytest.fixture(scope="module")
-def ptxas_report(tmp_path_factory) -> str:
+def compile_report(source: str, out_dir: Path) -> str:
+    """ptxas -v's report of compiling csrc/cuda/<source> for ARCHS, warnings as errors."""
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc is not on PATH")
-    cmd = [nvcc, "-std=c++17", "-O3", "-c", str(ROOT / "csrc/cuda/sequence.cu"),
-           "-o", str(tmp_path_factory.mktemp("cuda") / "sequence.o"), "-I" + cublas_include(),
+    cmd = [nvcc, "-std=c++17", "-O3", "-c", str(ROOT / "csrc/cuda" / source),
+           "-o", str(out_dir / (source + ".o")), "-I" + cublas_include(),
            "--Werror", "all-warnings", "-Xcompiler=-Wall,-Wextra,-Wno-unused-parameter,-Werror",
            "-Xptxas=-v"]
     for arch in ARCHS:
@@ -44,6 +44,16 @@ def ptxas_report(tmp_path_factory) -> str:
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, f"nvcc failed (warnings are errors):\n{done.stderr[-4000:]}"
     return done.stderr
+
+
+@pytest.fixture(scope="module")
+def ptxas_report(tmp_path_factory) -> str:
+    return compile_report("sequence.cu", tmp_path_factory.mktemp("cuda"))
+
+
+@pytest.fixture(scope="module")
+def stack_report(tmp_path_factory) -> str:
+    return compile_report("stack.cu", tmp_path_factory.mktemp("cuda_stack"))
 
 
 def kernels(report: str) -> dict:
@@ -81,5 +91,15 @@ def test_every_hot_kernel_is_built_for_every_architecture(ptxas_report):
 def test_no_kernel_spills_registers(ptxas_report):
     names = kernels(ptxas_report)
     assert names, "ptxas reported no kernels"
+    spills = {f"{k} (sm_{a})": v for (k, a), v in names.items() if v != (0, 0)}
+    assert not spills, f"register spills (store, load bytes): {spills}"
+
+
+def test_stack_kernels_build_without_warnings_or_spills(stack_report):
+    names = kernels(stack_report)
+    for kernel in ("GatherRows", "ScatterRows", "AddTo", "ScaleBy"):
+        for arch in ARCHS:
+            assert any(kernel + "<" in k and a == arch for k, a in names), \
+                f"no {kernel} kernel for sm_{arch}"
     spills = {f"{k} (sm_{a})": v for (k, a), v in names.items() if v != (0, 0)}
     assert not spills, f"register spills (store, load bytes): {spills}"

@@ -121,3 +121,94 @@ def test_driver_keeps_state_of_empty_sequences(host, cell):
 
 def test_driver_with_no_steps(host):
     run_case(host, "lstm", [0, 0], False, np.float64)
+
+
+# ---- the stack driver (csrc/cuda/stack_driver.h) against the CPU stack (fastrnn.layers) ----------
+
+def stack_case(host, cell, *, layers, bidirectional, proj=0, lengths=None, dropout=0.0,
+               dtype=np.float64, bias=True, states=True, grads=("dy", "dh_n", "dc_n"), seed=0):
+    from fastrnn import layers as cpu
+
+    rng = np.random.default_rng(seed)
+    steps, batch, inp, hidden = 5, 4, 3, 6
+    d = 2 if bidirectional else 1
+    s = proj or hidden
+    shapes = cpu.weight_shapes(cell, inp, hidden, num_layers=layers, bidirectional=bidirectional,
+                               bias=bias, proj_size=proj)
+    weights = {k: (0.5 * rng.standard_normal(v)).astype(dtype) for k, v in shapes.items()}
+    x = rng.standard_normal((steps, batch, inp)).astype(dtype)
+    h0 = rng.standard_normal((layers * d, batch, s)).astype(dtype) if states else None
+    c0 = (rng.standard_normal((layers * d, batch, hidden)).astype(dtype)
+          if states and cell == "lstm" else None)
+    if lengths is not None:
+        lengths = np.asarray(lengths, dtype=np.int64)
+    kw = dict(num_layers=layers, bidirectional=bidirectional, proj_size=proj, lengths=lengths,
+              dropout=dropout, seed=11)
+    want = cpu.stack_forward(cell, x, h0, c0, weights, **kw)
+
+    flat = []
+    for layer in range(layers):
+        for suffix in (["", "_reverse"] if bidirectional else [""]):
+            key = f"_l{layer}{suffix}"
+            flat += [weights.get(n + key) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh",
+                                                    "weight_hr")]
+    y, h_n, c_n, state = host.stack_forward(cell, x, h0, c0, flat, hidden, layers, d, proj, lengths,
+                                            dropout, 11, True)
+    tol = tolerances(dtype)
+    np.testing.assert_allclose(y, want.y, **tol)
+    np.testing.assert_allclose(h_n, want.h_n, **tol)
+    if cell == "lstm":
+        np.testing.assert_allclose(c_n, want.c_n, **tol)
+    y2, h_n2, _, none = host.stack_forward(cell, x, h0, c0, flat, hidden, layers, d, proj, lengths,
+                                           dropout, 11, False)
+    assert none is None
+    if dropout == 0:  # inference: no dropout, else the same
+        np.testing.assert_array_equal(y2, y)
+        np.testing.assert_array_equal(h_n2, h_n)
+
+    dy = rng.standard_normal(y.shape).astype(dtype) if "dy" in grads else None
+    dh_n = rng.standard_normal(h_n.shape).astype(dtype) if "dh_n" in grads else None
+    dc_n = (rng.standard_normal(c_n.shape).astype(dtype)
+            if "dc_n" in grads and cell == "lstm" else None)
+    g_want = cpu.stack_backward(want, dy, dh_n, dc_n)
+    dx, dh0, dc0, g_flat = host.stack_backward(state, dy, dh_n, dc_n)
+    np.testing.assert_allclose(dx, g_want.dx, **tol)
+    np.testing.assert_allclose(dh0, g_want.dh0, **tol)
+    if cell == "lstm":
+        np.testing.assert_allclose(dc0, g_want.dc0, **tol)
+    names = [n + key for key in [f"_l{layer}{suffix}" for layer in range(layers)
+                                 for suffix in (["", "_reverse"] if bidirectional else [""])]
+             for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
+    got = {n: g for n, g in zip(names, g_flat) if g is not None}
+    assert sorted(got) == sorted(g_want.grads)
+    for name, g in got.items():
+        np.testing.assert_allclose(g, g_want.grads[name], err_msg=name, **tol)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_stack_driver_matches_cpu_stack_with_lengths(host, cell, bidirectional):
+    stack_case(host, cell, layers=2, bidirectional=bidirectional, lengths=[3, 5, 1, 5])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stack_driver_matches_cpu_stack_equal_lengths_float32(host, cell):
+    stack_case(host, cell, layers=3, bidirectional=True, dtype=np.float32)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_stack_driver_lstm_projection_matches_cpu_stack(host, bidirectional):
+    stack_case(host, "lstm", layers=2, bidirectional=bidirectional, proj=4, lengths=[2, 5, 5, 4])
+    stack_case(host, "lstm", layers=1, bidirectional=bidirectional, proj=1)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_stack_driver_dropout_masks_match_cpu_stack(host, cell):
+    stack_case(host, cell, layers=3, bidirectional=True, lengths=[4, 5, 2, 1], dropout=0.4)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stack_driver_without_bias_states_or_dy(host, cell):
+    stack_case(host, cell, layers=2, bidirectional=True, lengths=[5, 2, 2, 3], bias=False,
+               states=False, grads=("dh_n",))
+    stack_case(host, cell, layers=2, bidirectional=False, grads=("dy",), proj=3 if cell == "lstm" else 0)

@@ -91,6 +91,21 @@ template void layer_forward<double>(const LayerForward<double>&);
 template void layer_backward<float>(const LayerBackward<float>&);
 template void layer_backward<double>(const LayerBackward<double>&);
 
+template <typename T>
+void tree_forward(const TreeForward<T>& args) {
+  FASTRNN_DISPATCH(tree_forward<T>, args)
+}
+
+template <typename T>
+void tree_backward(const TreeBackward<T>& args) {
+  FASTRNN_DISPATCH(tree_backward<T>, args)
+}
+
+template void tree_forward<float>(const TreeForward<float>&);
+template void tree_forward<double>(const TreeForward<double>&);
+template void tree_backward<float>(const TreeBackward<float>&);
+template void tree_backward<double>(const TreeBackward<double>&);
+
 int gate_count(CellKind cell) {
   switch (cell) {
     case CellKind::lstm: return 4;

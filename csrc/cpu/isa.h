@@ -6,6 +6,7 @@
 #include <string>
 
 #include "sequence.h"
+#include "tree.h"
 
 #ifndef FASTRNN_ISA
 #define FASTRNN_ISA base
@@ -31,6 +32,20 @@ FASTRNN_DECLARE_ISA_KERNELS(base)
 #if defined(FASTRNN_X86_ISAS)
 FASTRNN_DECLARE_ISA_KERNELS(avx2)
 FASTRNN_DECLARE_ISA_KERNELS(avx512)
+#endif
+
+#define FASTRNN_DECLARE_ISA_TREE_KERNELS(ns)                             \
+  namespace ns {                                                       \
+  template <typename T>                                                \
+  void tree_forward(const TreeForward<T>&);                            \
+  template <typename T>                                                \
+  void tree_backward(const TreeBackward<T>&);                          \
+  }
+
+FASTRNN_DECLARE_ISA_TREE_KERNELS(base)
+#if defined(FASTRNN_X86_ISAS)
+FASTRNN_DECLARE_ISA_TREE_KERNELS(avx2)
+FASTRNN_DECLARE_ISA_TREE_KERNELS(avx512)
 #endif
 
 }  // namespace fastrnn

@@ -7,53 +7,16 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
-#include <numeric>
 #include <random>
 #include <thread>
 #include <vector>
 
+#include "../packing.h"
 #include "blas.h"
 #include "threads.h"
 
 namespace fastrnn {
 namespace {
-
-// The batch packed as torch's PackedSequence: rows sorted by length, longest first (ties in batch
-// order); step t holds the packed rows offset[t] .. offset[t] + batch_sizes[t].
-struct Packing {
-  std::vector<long> order;        // (batch,) the k-th packed sequence is batch row order[k]
-  std::vector<long> batch_sizes;  // (steps,)
-  std::vector<long> offset;       // (steps + 1,)
-  std::vector<long> padded;       // (rows,) packed row -> row t*batch + order[k] of (steps, batch)
-  std::vector<long> reversed;     // (rows,) step t -> step length-1-t of the same sequence
-  bool plain;                     // every length is `steps`: packed rows are the padded rows
-  long rows() const { return offset.back(); }
-};
-
-Packing make_packing(long steps, long batch, const long* lengths) {
-  Packing p;
-  std::vector<long> len(batch, steps);
-  if (lengths) len.assign(lengths, lengths + batch);
-  p.order.resize(batch);
-  std::iota(p.order.begin(), p.order.end(), 0L);
-  std::stable_sort(p.order.begin(), p.order.end(), [&](long a, long b) { return len[a] > len[b]; });
-  p.batch_sizes.assign(steps, 0);
-  for (long k = 0; k < batch; ++k)
-    for (long t = 0; t < len[p.order[k]]; ++t) ++p.batch_sizes[t];
-  p.offset.assign(steps + 1, 0);
-  for (long t = 0; t < steps; ++t) p.offset[t + 1] = p.offset[t] + p.batch_sizes[t];
-  p.padded.resize(p.rows());
-  p.reversed.resize(p.rows());
-  for (long t = 0; t < steps; ++t) {
-    for (long k = 0; k < p.batch_sizes[t]; ++k) {
-      const long r = p.offset[t] + k;
-      p.padded[r] = t * batch + p.order[k];
-      p.reversed[r] = p.offset[len[p.order[k]] - 1 - t] + k;
-    }
-  }
-  p.plain = p.rows() == steps * batch;
-  return p;
-}
 
 // dst row r (+)= src row from[r] (r when from is null), `cols` values; ld: row strides.
 template <typename T>
@@ -80,18 +43,6 @@ void scatter_rows(T* dst, long dst_ld, const T* src, long src_ld, long rows, lon
     for (long r = r0; r < r1; ++r)
       std::memcpy(dst + to[r] * dst_ld, src + r * src_ld, cols * sizeof(T));
   });
-}
-
-// Inverted dropout: each value kept with probability 1 - p and scaled by 1 / (1 - p).
-template <typename T>
-std::vector<T> dropout_mask(long n, double p, std::mt19937_64& rng) {
-  std::vector<T> mask(n);
-  const T keep = p < 1 ? T(1 / (1 - p)) : T(0);
-  for (long i = 0; i < n; ++i) {
-    const double u = double(rng() >> 11) * 0x1.0p-53;  // uniform in [0, 1)
-    mask[i] = u < p ? T(0) : keep;
-  }
-  return mask;
 }
 
 // body(d) for each direction; two directions on two threads, each with half of the threads,

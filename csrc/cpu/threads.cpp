@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <atomic>
+#include <thread>
 #include <stdexcept>
 
 #include "blas.h"
@@ -41,5 +42,23 @@ int get_num_threads() {
 
 ThreadShare::ThreadShare(int n) : previous_(t_share) { t_share = std::max(1, n); }
 ThreadShare::~ThreadShare() { t_share = previous_; }
+
+void Barrier::wait() {
+  const unsigned generation = generation_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
+    arrived_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    return;
+  }
+  for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
+    if (spins < 2000) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
 
 }  // namespace fastrnn

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 
 #include <omp.h>
 
@@ -26,6 +27,25 @@ class ThreadShare {
   int previous_;
 };
 
+// The barrier of one run_parallel region. It spins for a few microseconds (a step of the
+// recurrence is that short), then yields the core between checks, so that when other load on the
+// machine holds up one thread, the threads waiting for it do not keep it off a core.
+class Barrier {
+ public:
+  void reset(int threads) {
+    threads_ = threads;
+    arrived_.store(0);
+  }
+  void wait();
+
+ private:
+  int threads_ = 1;
+  std::atomic<int> arrived_{0};
+  std::atomic<unsigned> generation_{0};
+};
+
+inline thread_local Barrier* t_region_barrier = nullptr;
+
 // Runs body(thread, threads) on `threads` threads (fewer if the runtime gives fewer).
 template <typename Body>
 void run_parallel(int threads, Body&& body) {
@@ -33,15 +53,20 @@ void run_parallel(int threads, Body&& body) {
     body(0, 1);
     return;
   }
+  Barrier region_barrier;
 #pragma omp parallel num_threads(threads)
-  body(omp_get_thread_num(), omp_get_num_threads());
+  {
+#pragma omp single
+    region_barrier.reset(omp_get_num_threads());
+    t_region_barrier = &region_barrier;
+    body(omp_get_thread_num(), omp_get_num_threads());
+    t_region_barrier = nullptr;
+  }
 }
 
 // All threads of the enclosing run_parallel region wait here.
 inline void barrier(int threads) {
-  if (threads > 1) {
-#pragma omp barrier
-  }
+  if (threads > 1) t_region_barrier->wait();
 }
 
 // [begin, end) of n items for part p of `parts`, in multiples of `grain` (the last part takes the

@@ -9,10 +9,13 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "check.h"
+#include "stack.h"
 
 namespace py = pybind11;
 using fastrnn::CellKind;
@@ -106,7 +109,8 @@ void backward(const std::string& cell, long steps, long batch, long input, long 
                               ptr<A>(p, "dw_ih"),
                               ptr<A>(p, "dw_hh"),
                               ptr<A>(p, "db_ih"),
-                              ptr<A>(p, "db_hh")};
+                              ptr<A>(p, "db_hh"),
+                              nullptr};
   py::gil_scoped_release release;
   DeviceGuard guard(device);
   layer_backward(g, stream_of(stream));
@@ -114,7 +118,7 @@ void backward(const std::string& cell, long steps, long batch, long input, long 
 
 // The one dtype dispatch: the stored type by NumPy name, with its arithmetic type.
 template <template <typename, typename> class Call, typename... Args>
-void by_dtype(const std::string& dtype, Args&&... args) {
+auto by_dtype(const std::string& dtype, Args&&... args) {
   if (dtype == "float32") return Call<float, float>::run(args...);
   if (dtype == "float64") return Call<double, double>::run(args...);
   if (dtype == "float16") return Call<__half, float>::run(args...);
@@ -130,6 +134,82 @@ template <typename T, typename A>
 struct Backward {
   template <typename... Args>
   static void run(Args&... args) { backward<T, A>(args...); }
+};
+
+// ---- the whole network (stack.h) ----
+// Weights and their gradients travel as flat lists of pointers, five per layer and direction
+// (l*D + d): w_ih, w_hh, b_ih, b_hh, w_hr, 0 where absent.
+using Pointers = std::vector<std::uintptr_t>;
+
+template <typename P>
+P* at(const Pointers& list, size_t i) {
+  return reinterpret_cast<P*>(list.at(i));
+}
+
+template <typename T, typename A>
+std::shared_ptr<StackHandle> stack_forward_call(const std::string& cell, long steps, long batch,
+                                                long input, long hidden, long proj, long layers,
+                                                long directions, const Sizes& lengths,
+                                                double dropout, std::uint64_t seed, bool training,
+                                                const py::dict& p, const Pointers& weights,
+                                                int device, std::uintptr_t stream) {
+  std::vector<fastrnn::DirectionWeights<T>> w(layers * directions);
+  if (weights.size() != 5 * w.size())
+    throw std::invalid_argument("stack_forward: 5 weight pointers per layer and direction");
+  for (size_t k = 0; k < w.size(); ++k)
+    w[k] = {at<const T>(weights, 5 * k), at<const T>(weights, 5 * k + 1),
+            at<const T>(weights, 5 * k + 2), at<const T>(weights, 5 * k + 3),
+            at<const T>(weights, 5 * k + 4)};
+  fastrnn::StackForward<T> a{};
+  a.cell = parse_cell(cell);
+  a.steps = steps;
+  a.batch = batch;
+  a.input = input;
+  a.hidden = hidden;
+  a.proj = proj;
+  a.layers = layers;
+  a.directions = directions;
+  a.lengths = lengths ? lengths->data() : nullptr;
+  a.x = ptr<const T>(p, "x");
+  a.h0 = ptr<const T>(p, "h0");
+  a.c0 = ptr<const T>(p, "c0");
+  a.weights = w.data();
+  a.dropout = dropout;
+  a.seed = seed;
+  a.training = training;
+  a.y = ptr<T>(p, "y");
+  a.h_n = ptr<T>(p, "h_n");
+  a.c_n = ptr<T>(p, "c_n");
+  py::gil_scoped_release release;
+  DeviceGuard guard(device);
+  return stack_forward<T, A>(a, stream_of(stream));
+}
+
+template <typename T, typename A>
+void stack_backward_call(StackHandle& state, const py::dict& p, const Pointers& grads, int device,
+                         std::uintptr_t stream) {
+  std::vector<fastrnn::DirectionGrads<A>> g(grads.size() / 5);
+  for (size_t k = 0; k < g.size(); ++k)
+    g[k] = {at<A>(grads, 5 * k), at<A>(grads, 5 * k + 1), at<A>(grads, 5 * k + 2),
+            at<A>(grads, 5 * k + 3), at<A>(grads, 5 * k + 4)};
+  const StackBackward<T, A> b{ptr<const T>(p, "dy"), ptr<const T>(p, "dh_n"),
+                              ptr<const T>(p, "dc_n"), ptr<T>(p, "dx"),
+                              ptr<T>(p, "dh0"),        ptr<T>(p, "dc0"),
+                              g.data()};
+  py::gil_scoped_release release;
+  DeviceGuard guard(device);
+  stack_backward<T, A>(state, b, stream_of(stream));
+}
+
+template <typename T, typename A>
+struct StackForwardCall {
+  template <typename... Args>
+  static std::shared_ptr<StackHandle> run(Args&... args) { return stack_forward_call<T, A>(args...); }
+};
+template <typename T, typename A>
+struct StackBackwardCall {
+  template <typename... Args>
+  static void run(Args&... args) { stack_backward_call<T, A>(args...); }
 };
 
 // (number of devices, "" ) or (0, why none can be used).
@@ -158,5 +238,21 @@ PYBIND11_MODULE(_cuda, m) {
            long hidden, const Sizes& batch_sizes, bool reverse, const py::dict& ptrs, int device,
            std::uintptr_t stream) {
           by_dtype<Backward>(dtype, cell, steps, batch, input, hidden, batch_sizes, reverse, ptrs, device, stream);
+        });
+  py::class_<StackHandle, std::shared_ptr<StackHandle>>(
+      m, "StackState", "What stack_backward needs from a training stack_forward, in device memory.");
+  m.def("stack_forward",
+        [](const std::string& dtype, const std::string& cell, long steps, long batch, long input,
+           long hidden, long proj, long layers, long directions, const Sizes& lengths,
+           double dropout, std::uint64_t seed, bool training, const py::dict& ptrs,
+           const Pointers& weights, int device, std::uintptr_t stream) {
+          return by_dtype<StackForwardCall>(dtype, cell, steps, batch, input, hidden, proj, layers,
+                                            directions, lengths, dropout, seed, training, ptrs,
+                                            weights, device, stream);
+        });
+  m.def("stack_backward",
+        [](const std::string& dtype, StackHandle& state, const py::dict& ptrs,
+           const Pointers& grads, int device, std::uintptr_t stream) {
+          by_dtype<StackBackwardCall>(dtype, state, ptrs, grads, device, stream);
         });
 }

@@ -26,36 +26,44 @@ struct CudaError : std::runtime_error {
 inline long gates_of(CellKind cell) {
   return cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
 }
-// Columns per row of `saved`: LSTM 5H (activated i f g o, then c), GRU 4H (activated r z n, then
-// hn = W_hn h_prev + b_hn), RNN 0 (backward needs only y).
-inline long saved_columns_of(CellKind cell, long hidden) {
-  return cell == CellKind::lstm ? 5 * hidden : cell == CellKind::gru ? 4 * hidden : 0;
+// Columns per row of `saved`: LSTM 5H (activated i f g o, then c; 6H with a projection: then
+// o*tanh(c)), GRU 4H (activated r z n, then hn = W_hn h_prev + b_hn), RNN 0 (backward needs only
+// y). As csrc/cpu/sequence.h's saved_columns.
+inline long saved_columns_of(CellKind cell, long hidden, long proj = 0) {
+  if (cell == CellKind::lstm) return (proj > 0 ? 6 : 5) * hidden;
+  return cell == CellKind::gru ? 4 * hidden : 0;
 }
 
 template <typename T, typename A>
 struct LayerForward {
   CellKind cell;
   long steps, batch, input, hidden;
+  long proj;                // LSTM only: h = W_hr (o * tanh(c)) of size proj; 0: none. S below
+                            // is proj if set, else hidden.
   const long* batch_sizes;  // host, (steps,) nonincreasing, <= batch; null: `batch` rows every step
   bool reverse;             // run every sequence from its last step to its first
   const T* x;               // (rows, input)
-  const T *h0, *c0;         // (batch, hidden); null: zeros; c0 LSTM only
-  const T *w_ih, *w_hh;     // (G*hidden, input), (G*hidden, hidden)
+  const T *h0, *c0;         // (batch, S), (batch, hidden); null: zeros; c0 LSTM only
+  const T *w_ih, *w_hh;     // (G*hidden, input), (G*hidden, S)
+  const T* w_hr;            // (proj, hidden) when proj > 0
   const T *b_ih, *b_hh;     // (G*hidden,) each; null: no bias
-  T* y;                     // (rows, hidden)
-  T *h_n, *c_n;             // (batch, hidden); c_n LSTM only
+  T* y;                     // (rows, S)
+  T *h_n, *c_n;             // (batch, S), (batch, hidden); c_n LSTM only
   A* saved;                 // (rows, saved_columns_of) in training mode; null: inference
+
+  long state() const { return proj > 0 ? proj : hidden; }  // S
 };
 
 template <typename T, typename A>
 struct LayerBackward {
   const LayerForward<T, A>* fwd;  // the training-mode forward, outputs filled in
-  const T* dy;                    // (rows, hidden); null: zeros
-  const T *dh_n, *dc_n;           // (batch, hidden); null: zeros
+  const T* dy;                    // (rows, S); null: zeros
+  const T *dh_n, *dc_n;           // (batch, S), (batch, hidden); null: zeros
   T* dx;                          // (rows, input)
-  T *dh0, *dc0;                   // (batch, hidden); dc0 LSTM only
+  T *dh0, *dc0;                   // (batch, S), (batch, hidden); dc0 LSTM only
   A *dw_ih, *dw_hh;               // written, not accumulated
   A *db_ih, *db_hh;               // null: no bias
+  A* dw_hr;                       // (proj, hidden) with a projection
 };
 
 // Entry points (sequence.cu), for (T, A) = (float, float), (double, double), (__half, float),

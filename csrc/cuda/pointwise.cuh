@@ -6,7 +6,8 @@
 //
 // Types: T stored (float, double, __half, __nv_bfloat16), A arithmetic (float or double).
 // Buffers born in driver.h: xproj (rows, G*H) A, hproj (batch, G*H) A, saved (rows, ld) A,
-// dgates (rows, G*H) T, h_prevs (rows, H) T, running states (batch, H).
+// dgates (rows, G*H) T, h_prevs (rows, S) T, running states (batch, S) and (batch, H); S is the
+// LSTM's projection size, else H.
 #pragma once
 
 #include "../cells/gru.h"
@@ -67,6 +68,8 @@ struct RnnForwardStep {
   }
 };
 
+// With a projection, h = o*tanh(c) goes to h_full (and saved's 6th block) for the projection
+// GEMM; y and h_state are the projection's.
 template <typename T, typename A>
 struct LstmForwardStep {
   StepRows s;
@@ -75,7 +78,9 @@ struct LstmForwardStep {
   const T *b_ih, *b_hh;
   A* c_state;
   T *h_state, *y;
-  A* saved;  // (rows, 5H) or null
+  A* saved;     // (rows, ld) or null; ld 5H, 6H with a projection
+  long ld;
+  T* h_full;    // (batch, H) with a projection, else null
   FASTRNN_HD void operator()(long i) const {
     const long b = i / H, j = i % H, row = s.row0 + b, G = 4 * H;
     const A* xg = xproj + row * G;
@@ -85,15 +90,20 @@ struct LstmForwardStep {
     A c, h;
     lstm_forward_unit(g, c_state[b * H + j], c, h);
     c_state[b * H + j] = c;
-    h_state[b * H + j] = cvt<T>(h);
-    y[row * H + j] = cvt<T>(h);
+    if (h_full) {
+      h_full[b * H + j] = cvt<T>(h);
+    } else {
+      h_state[b * H + j] = cvt<T>(h);
+      y[row * H + j] = cvt<T>(h);
+    }
     if (saved) {
-      A* sv = saved + row * 5 * H;
+      A* sv = saved + row * ld;
       sv[j] = g.i;
       sv[H + j] = g.f;
       sv[2 * H + j] = g.g;
       sv[3 * H + j] = g.o;
       sv[4 * H + j] = c;
+      if (h_full) sv[5 * H + j] = h;
     }
   }
 };
@@ -132,22 +142,35 @@ struct GruForwardStep {
 // ---- backward: one step, before dh_state[0:rows] (+)= dgates_h @ W_hh ----------------------
 
 // The pieces every backward step shares: the total d h of (b, j) and the h_prev it records.
+// S: the width of h (the LSTM's projection size, else H); indices j < S.
 template <typename T, typename A>
 struct BackwardCommon {
   StepRows s;
-  long H;
-  const T *y, *h0, *dy;  // h0, dy: null for zeros
-  A* dh_state;           // (batch, H): in, d h from the later step; out, see each cell
-  T* h_prevs;            // (rows, H): h_prev of every row, for dW_hh
+  long H, S;
+  const T *y, *h0, *dy;  // (rows, S), (batch, S), (rows, S); h0, dy: null for zeros
+  A* dh_state;           // (batch, S): in, d h from the later step; out, see each cell
+  T* h_prevs;            // (rows, S): h_prev of every row, for dW_hh
   FASTRNN_HD A dh_total(long b, long j) const {
-    const A dh = dh_state[b * H + j];
-    return dy ? dh + cvt<A>(dy[(s.row0 + b) * H + j]) : dh;
+    const A dh = dh_state[b * S + j];
+    return dy ? dh + cvt<A>(dy[(s.row0 + b) * S + j]) : dh;
   }
   // h_prev of (b, j), also written to h_prevs.
   FASTRNN_HD T h_prev(long b, long j) const {
-    const T h = b < s.prev_rows ? y[(s.prev_row0 + b) * H + j] : h0 ? h0[b * H + j] : T(0);
-    h_prevs[(s.row0 + b) * H + j] = h;
+    const T h = b < s.prev_rows ? y[(s.prev_row0 + b) * S + j] : h0 ? h0[b * S + j] : T(0);
+    h_prevs[(s.row0 + b) * S + j] = h;
     return h;
+  }
+};
+
+// The LSTM projection's d h of every row, (rows, S) over (b, p): the GEMM with W_hr turns it
+// into d (o*tanh(c)); dW_hr sums it against saved's 6th block.
+template <typename T, typename A>
+struct ProjectedDh {
+  BackwardCommon<T, A> c;
+  A* dh_out;  // (rows, S)
+  FASTRNN_HD void operator()(long i) const {
+    const long b = i / c.S, p = i % c.S;
+    dh_out[(c.s.row0 + b) * c.S + p] = c.dh_total(b, p);
   }
 };
 
@@ -165,21 +188,24 @@ struct RnnBackwardStep {
 template <typename T, typename A>
 struct LstmBackwardStep {
   BackwardCommon<T, A> c;
-  const A* saved;  // (rows, 5H)
+  const A* saved;  // (rows, ld)
+  long ld;
   const T* c0;     // null: zeros
   A* dc_state;     // (batch, H): in, d c from the later step; out, d c_prev
   T* dgates;       // (rows, 4H)
+  const A* dh_full;  // (batch, H): d (o*tanh(c)) with a projection; null: c.dh_total
   FASTRNN_HD void operator()(long i) const {
     const long H = c.H, b = i / H, j = i % H, row = c.s.row0 + b;
-    c.h_prev(b, j);
-    const A* sv = saved + row * 5 * H;
-    const A c_prev = b < c.s.prev_rows ? saved[(c.s.prev_row0 + b) * 5 * H + 4 * H + j]
+    if (j < c.S) c.h_prev(b, j);
+    const A* sv = saved + row * ld;
+    const A c_prev = b < c.s.prev_rows ? saved[(c.s.prev_row0 + b) * ld + 4 * H + j]
                      : c0              ? cvt<A>(c0[b * H + j])
                                        : A(0);
     const LstmGates<A> act{sv[j], sv[H + j], sv[2 * H + j], sv[3 * H + j]};
     A dc = dc_state[b * H + j];
     LstmGates<A> d;
-    lstm_backward_unit(act, sv[4 * H + j], c_prev, c.dh_total(b, j), dc, d);
+    const A dh = dh_full ? dh_full[b * H + j] : c.dh_total(b, j);
+    lstm_backward_unit(act, sv[4 * H + j], c_prev, dh, dc, d);
     dc_state[b * H + j] = dc;
     T* dg = dgates + row * 4 * H;
     dg[j] = cvt<T>(d.i);

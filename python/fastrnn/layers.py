@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
 from . import _C
+from . import cuda as _gpu
 from ._checks import as_float_array, check_shape, contiguous
 from .functional import GATES
 
@@ -118,15 +119,16 @@ def _check_seed(seed: Any) -> int:
 
 
 def _check_weights(cell: str, weights: Any, input_size: int, num_layers: int, bidirectional: bool,
-                   proj_size: int) -> tuple:
-    """(hidden size, bias, {name: contiguous array}) of a checked weight mapping."""
+                   proj_size: int, take: Callable[[str, Any], Any] = as_float_array) -> tuple:
+    """(hidden size, bias, {name: array}) of a checked weight mapping; take(name, value) turns each
+    value into an array (host arrays here, GPU arrays for the CUDA path)."""
     if not isinstance(weights, Mapping):
         raise TypeError(f"weights must be a mapping from torch's parameter names to arrays, got "
                         f"{type(weights).__name__}")
     g = GATES[cell]
     if "weight_hh_l0" not in weights:
         raise ValueError("weights has no 'weight_hh_l0'")
-    w_hh = as_float_array("weights['weight_hh_l0']", weights["weight_hh_l0"])
+    w_hh = take("weights['weight_hh_l0']", weights["weight_hh_l0"])
     if w_hh.ndim != 2 or w_hh.shape[0] < g or w_hh.shape[0] % g:
         raise ValueError(f"weights['weight_hh_l0'] must have shape ({g}*H, S), got "
                          f"{tuple(w_hh.shape)}")
@@ -146,7 +148,7 @@ def _check_weights(cell: str, weights: Any, input_size: int, num_layers: int, bi
                          f"{missing}, unexpected {unexpected}")
     arrays = {}
     for name, shape in expected.items():
-        arr = as_float_array(f"weights['{name}']", weights[name])
+        arr = take(f"weights['{name}']", weights[name])
         check_shape(f"weights['{name}']", arr, shape, f"{_symbols(name)} = {shape}")
         arrays[name] = arr
     return hidden, bias, arrays
@@ -174,6 +176,10 @@ def stack_forward(cell: str, x: Any, h0: Any = None, c0: Any = None,
     dropout applies to each layer's output but the last's, in training only; seed fixes its masks
     (None: a random seed). training=False keeps nothing for backward. Returns a StackResult with
     y (T, B, D*S), h_n (L*D, B, S), c_n (L*D, B, H) or None.
+
+    GPU arrays (x, h0, c0 and the weights on one CUDA device; see fastrnn.cuda) run on the GPU
+    and come back as arrays of x's kind, with the CPU path's dropout masks for the same seed;
+    lengths stay on the host. float16 and bfloat16 are accepted there too.
     """
     if cell not in GATES:
         raise ValueError(f"cell must be one of {sorted(GATES)}, got {cell!r}")
@@ -186,6 +192,12 @@ def stack_forward(cell: str, x: Any, h0: Any = None, c0: Any = None,
                          f"for {cell}")
     dropout = _check_dropout(dropout)
     seed = _check_seed(seed)
+    if _gpu.is_gpu_array(x):  # GPU arrays run on the GPU, results of the caller's kind
+        from ._cuda_stack import stack_forward as gpu_forward
+
+        return gpu_forward(cell, x, h0, c0, weights, num_layers=num_layers,
+                           bidirectional=bool(bidirectional), proj_size=proj_size, lengths=lengths,
+                           dropout=dropout, seed=seed, training=training)
     x = as_float_array("x", x)
     if x.ndim != 3 or x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"x must have shape (T, B, I) with T, B >= 1, got {tuple(x.shape)}")
@@ -246,7 +258,9 @@ def stack_backward(result: StackResult, dy: Any, dh_n: Any = None,
     dy: (T, B, D*S) gradient on y (values past each length are ignored), or None; dh_n:
     (L*D, B, S) or None; dc_n: (L*D, B, H) or None (LSTM only). Returns StackGrads with
     dx (T, B, I), dh0, dc0 (LSTM, else None) and grads, a dict keyed by torch's parameter names.
-    The weights passed to the forward must not have been changed in place since.
+    The weights passed to the forward must not have been changed in place since. For a GPU
+    forward, dy, dh_n and dc_n are GPU arrays and the weight gradients come back in float32
+    (float64 for float64).
     """
     if not isinstance(result, StackResult):
         raise TypeError(f"result must be the StackResult of stack_forward, got "
@@ -255,6 +269,10 @@ def stack_backward(result: StackResult, dy: Any, dh_n: Any = None,
         raise ValueError("stack_backward needs a result of stack_forward(..., training=True); this "
                          "one was made with training=False and kept nothing for backward")
     ctx = result._ctx
+    if not isinstance(ctx, _Context):  # a forward on the GPU
+        from ._cuda_stack import stack_backward as gpu_backward
+
+        return gpu_backward(result, dy, dh_n, dc_n)
     if ctx.c_shape is None and dc_n is not None:
         raise ValueError("dc_n is only used by the LSTM")
     dy = _grad_arg("dy", dy, ctx.y_shape, ctx.dtype)

@@ -13,10 +13,12 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._reference_tree import tree_lstm_backward, tree_lstm_forward  # noqa: F401
 from ._results import SequenceGrads, SequenceResult
 
 __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
            "gru_backward"]
+__all__ += ["tree_lstm_forward", "tree_lstm_backward"]
 
 
 def sigmoid(v: np.ndarray) -> np.ndarray:

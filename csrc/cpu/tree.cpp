@@ -1,0 +1,342 @@
+// The level loop of the Tree-LSTM (see tree.h), compiled once per instruction set.
+// Forward: the input projection of all nodes in one GEMM; then level by level, leaves first, the
+// children's h gathered, the level's recurrent GEMM (Child-Sum: one more over the level's edges
+// for the per-child forget gates) and one fused pass of the cell over the level's nodes.
+// Backward: levels in reverse, the cell's backward, the GEMM taking the level's gradients to its
+// children and a scatter onto them; then the weight gradients and dx as GEMMs over all nodes.
+// Each child has one parent, so the threads of a level never write the same child.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../cells/tree_lstm.h"
+#include "blas.h"
+#include "isa.h"
+#include "threads.h"
+#include "tree.h"
+#include "units.h"
+
+namespace fastrnn {
+namespace FASTRNN_ISA {
+namespace {
+
+// Level l: rows r0 .. r1 and their edges e0 .. e1.
+struct Level {
+  long r0, r1, e0, e1;
+  long rows() const { return r1 - r0; }
+  long edges() const { return e1 - e0; }
+};
+
+Level level_of(const Forest& f, long l) {
+  const long r0 = f.level_offsets[l], r1 = f.level_offsets[l + 1];
+  return {r0, r1, f.child_offsets[r0], f.child_offsets[r1]};
+}
+
+// Rough cost of one node's pointwise work, for parallel_for.
+long node_cost(const Level& lv, long hidden) {
+  return (lv.edges() / std::max(1L, lv.rows()) + 4) * hidden * 20;
+}
+
+template <typename T>
+void add_into(T* dst, const T* src, long n) {
+  for_each_unit<T>(n, [&](auto unit, long j) {
+    using U = typename decltype(unit)::type;
+    store(dst + j, load<U>(dst + j) + load<U>(src + j));
+  });
+}
+
+// rows x cols matrix (leading dimension ld) set to `bias` in every row, or to zero.
+template <typename T>
+void fill_rows(T* dst, long rows, long cols, long ld, const T* bias) {
+  for (long r = 0; r < rows; ++r) {
+    if (bias) std::memcpy(dst + r * ld, bias, cols * sizeof(T));
+    else std::memset(dst + r * ld, 0, cols * sizeof(T));
+  }
+}
+
+// Column sums of a (rows, cols) matrix into out (cols,).
+template <typename T>
+void column_sums(const T* a, long rows, long cols, T* out) {
+  std::fill(out, out + cols, T(0));
+  for (long r = 0; r < rows; ++r) add_into(out, a + r * cols, cols);
+}
+
+// dst[to[r]] = src[from[r]] for r < rows, `width` values a row (a null index is the identity).
+template <typename T>
+void permute_rows(const T* src, const long* from, T* dst, const long* to, long rows, long width) {
+  parallel_for(rows, width, [&](long b0, long b1) {
+    for (long r = b0; r < b1; ++r)
+      std::memcpy(dst + (to ? to[r] : r) * width, src + (from ? from[r] : r) * width,
+                  width * sizeof(T));
+  });
+}
+
+// The children's h of rows r0 .. r1, as the level's recurrent GEMM reads it. Child-Sum (arity 0):
+// out (rows, H) = sum_k h_k. N-ary: out (rows, N*H) = [h_1; ...; h_N], zeros where missing.
+template <typename T>
+void gather_children(const Forest& f, long r0, long r1, long H, long arity, const T* h, T* out) {
+  const long width = arity ? arity * H : H;
+  const long avg = (f.child_offsets[r1] - f.child_offsets[r0]) / std::max(1L, r1 - r0) + 1;
+  parallel_for(r1 - r0, avg * width, [&](long b0, long b1) {
+    for (long r = r0 + b0; r < r0 + b1; ++r) {
+      T* o = out + (r - r0) * width;
+      std::memset(o, 0, width * sizeof(T));
+      const long eb = f.child_offsets[r];
+      for (long e = eb; e < f.child_offsets[r + 1]; ++e)
+        add_into(arity ? o + (e - eb) * H : o, h + f.child_rows[e] * H, H);
+    }
+  });
+}
+
+// ---- forward -------------------------------------------------------------------------------
+
+template <typename T>
+void forward(const TreeForward<T>& a) {
+  const Forest& f = *a.forest;
+  const long n = f.n_nodes, H = a.hidden, I = a.input, N = a.arity, G = 4 * H;
+  const long ld_x = std::max(1L, I);
+  const long in_width = N ? N * H : H;    // the level GEMM's input: h~ or [h_1; ...; h_N]
+  const long rec_width = N ? (3 + N) * H : 0;
+  const bool training = a.saved != nullptr;
+  TreeSaved<T> local;
+  TreeSaved<T>& s = training ? *a.saved : local;
+
+  long max_rows = 0, max_edges = 0;
+  for (long l = 0; l < f.n_levels; ++l) {
+    const Level lv = level_of(f, l);
+    max_rows = std::max(max_rows, lv.rows());
+    max_edges = std::max(max_edges, lv.edges());
+  }
+  s.gates.resize(n * G);
+  s.c.resize(n * H);
+  s.h.resize(n * H);
+  s.forget.resize((training ? f.n_edges() : max_edges) * H);  // inference: one level's
+
+  // gates (n, 4H) by row, i f u o: W_ih x + b_ih, and for Child-Sum + b_hh (its f block, like
+  // b_ih's, is shared by every child); the N-ary b_hh is per child, added with the level's GEMM.
+  {
+    std::vector<T> bias;
+    if (a.b_ih) {
+      bias.assign(a.b_ih, a.b_ih + G);
+      if (!N)
+        for (long j = 0; j < G; ++j) bias[j] += a.b_hh[j];
+    }
+    std::vector<T> x_rows(n * ld_x);
+    permute_rows(a.x, f.order.data(), x_rows.data(), nullptr, n, I);
+    fill_rows(s.gates.data(), n, G, G, bias.empty() ? nullptr : bias.data());
+    gemm<T>(false, true, n, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(1), s.gates.data(), G);
+  }
+
+  std::vector<T> h_in(max_rows * in_width), h_edge(N ? 0 : max_edges * H);
+  std::vector<T> rec(max_rows * rec_width);  // N-ary: U [h_1; ...; h_N] + b_hh of the level
+  for (long l = 0; l < f.n_levels; ++l) {
+    const Level lv = level_of(f, l);
+    const long m = lv.rows(), ne = lv.edges();
+    T* gates = s.gates.data() + lv.r0 * G;
+    T* forget = s.forget.data() + (training ? lv.e0 : 0) * H;  // the level's edges
+    if (N) fill_rows(rec.data(), m, rec_width, rec_width, a.b_hh);
+    if (ne > 0) {
+      gather_children(f, lv.r0, lv.r1, H, N, s.h.data(), h_in.data());
+      if (!N) {
+        // i, u, o += U h~; the edges' forget pre-activations U_f h_k.
+        gemm<T>(false, true, m, H, H, T(1), h_in.data(), H, a.w_hh, H, T(1), gates, G);
+        gemm<T>(false, true, m, 2 * H, H, T(1), h_in.data(), H, a.w_hh + 2 * H * H, H, T(1),
+                gates + 2 * H, G);
+        permute_rows(s.h.data(), f.child_rows.data() + lv.e0, h_edge.data(), nullptr, ne, H);
+        gemm<T>(false, true, ne, H, H, T(1), h_edge.data(), H, a.w_hh + H * H, H, T(0), forget, H);
+      } else {
+        gemm<T>(false, true, m, rec_width, in_width, T(1), h_in.data(), in_width, a.w_hh,
+                in_width, T(1), rec.data(), rec_width);
+      }
+    }
+    parallel_for(m, node_cost(lv, H), [&](long b0, long b1) {
+      for (long r = lv.r0 + b0; r < lv.r0 + b1; ++r) {
+        T* g = s.gates.data() + r * G;
+        const long eb = f.child_offsets[r], n_kids = f.child_offsets[r + 1] - eb;
+        const long* kids = f.child_rows.data() + eb;
+        T* f_row = forget + (eb - lv.e0) * H;  // child k's forget gate at f_row + k*H
+        const T* q = N ? rec.data() + (r - lv.r0) * rec_width : nullptr;
+        // Child k's recurrent forget pre-activation, H apart for either kind.
+        const T* f_rec = N ? q + H : f_row;
+        T* c = s.c.data() + r * H;
+        T* h = s.h.data() + r * H;
+        for_each_unit<T>(H, [&](auto unit, long j) {
+          using U = typename decltype(unit)::type;
+          LstmGates<U> gv{load<U>(g + j), U(0), load<U>(g + 2 * H + j), load<U>(g + 3 * H + j)};
+          if (N) {
+            gv.i += load<U>(q + j);
+            gv.g += load<U>(q + (1 + N) * H + j);
+            gv.o += load<U>(q + (2 + N) * H + j);
+          }
+          const U xf = load<U>(g + H + j);
+          U c_new, h_new;
+          tree_lstm_forward_unit(
+              gv, n_kids, [&](long k) { return xf + load<U>(f_rec + k * H + j); },
+              [&](long k) { return load<U>(s.c.data() + kids[k] * H + j); },
+              [&](long k, U fk) {
+                if (training) store(f_row + k * H + j, fk);
+              },
+              c_new, h_new);
+          store(c + j, c_new);
+          store(h + j, h_new);
+          if (training) {
+            store(g + j, gv.i);
+            store(g + 2 * H + j, gv.g);
+            store(g + 3 * H + j, gv.o);
+          }
+        });
+      }
+    });
+  }
+  permute_rows(s.h.data(), nullptr, a.h, f.order.data(), n, H);
+  permute_rows(s.c.data(), nullptr, a.c, f.order.data(), n, H);
+}
+
+// ---- backward ------------------------------------------------------------------------------
+
+template <typename T>
+void backward(const TreeBackward<T>& g) {
+  const TreeForward<T>& a = *g.fwd;
+  const TreeSaved<T>& s = *a.saved;
+  const Forest& f = *a.forest;
+  const long n = f.n_nodes, E = f.n_edges(), H = a.hidden, I = a.input, N = a.arity, G = 4 * H;
+  const long ld_x = std::max(1L, I);
+  const long in_width = N ? N * H : H;
+  const long gh_width = N ? (3 + N) * H : 0;
+
+  // The running d h and d c of every row: the caller's, plus what each parent sends down.
+  std::vector<T> dh(n * H, T(0)), dc(n * H, T(0));
+  if (g.dh) permute_rows(g.dh, f.order.data(), dh.data(), nullptr, n, H);
+  if (g.dc) permute_rows(g.dc, f.order.data(), dc.data(), nullptr, n, H);
+  std::vector<T> dgx(n * G);                // d pre, x side: i, sum_k f_k, u, o
+  std::vector<T> d_forget(N ? 0 : E * H);   // Child-Sum: d pre of each edge's forget gate
+  std::vector<T> dgh(n * gh_width);         // N-ary: d pre, h side: i, f_1 .. f_N, u, o
+
+  long max_rows = 0, max_edges = 0;
+  for (long l = 0; l < f.n_levels; ++l) {
+    const Level lv = level_of(f, l);
+    max_rows = std::max(max_rows, lv.rows());
+    max_edges = std::max(max_edges, lv.edges());
+  }
+  std::vector<T> d_in(max_rows * in_width), d_edge(N ? 0 : max_edges * H);
+
+  for (long l = f.n_levels - 1; l >= 0; --l) {
+    const Level lv = level_of(f, l);
+    const long m = lv.rows(), ne = lv.edges();
+    parallel_for(m, node_cost(lv, H), [&](long b0, long b1) {
+      for (long r = lv.r0 + b0; r < lv.r0 + b1; ++r) {
+        const T* gates = s.gates.data() + r * G;
+        const long eb = f.child_offsets[r], n_kids = f.child_offsets[r + 1] - eb;
+        const long* kids = f.child_rows.data() + eb;
+        const T* forget = s.forget.data() + eb * H;
+        T* dx_side = dgx.data() + r * G;
+        T* dh_side = N ? dgh.data() + r * gh_width : nullptr;
+        T* d_f = N ? dh_side + H : d_forget.data() + eb * H;  // child k's at d_f + k*H
+        if (N) std::memset(d_f + n_kids * H, 0, (N - n_kids) * H * sizeof(T));
+        for_each_unit<T>(H, [&](auto unit, long j) {
+          using U = typename decltype(unit)::type;
+          const LstmGates<U> act{load<U>(gates + j), U(0), load<U>(gates + 2 * H + j),
+                                 load<U>(gates + 3 * H + j)};
+          LstmGates<U> dpre;
+          U d_f_sum(0);
+          tree_lstm_backward_unit(
+              act, load<U>(s.c.data() + r * H + j), load<U>(dh.data() + r * H + j),
+              load<U>(dc.data() + r * H + j), n_kids,
+              [&](long k) { return load<U>(forget + k * H + j); },
+              [&](long k) { return load<U>(s.c.data() + kids[k] * H + j); },
+              [&](long k, U d_pre_f, U d_c_child) {
+                store(d_f + k * H + j, d_pre_f);
+                d_f_sum += d_pre_f;
+                T* dck = dc.data() + kids[k] * H + j;
+                store(dck, load<U>(dck) + d_c_child);
+              },
+              dpre);
+          store(dx_side + j, dpre.i);
+          store(dx_side + H + j, d_f_sum);  // f's x side is shared by all children
+          store(dx_side + 2 * H + j, dpre.g);
+          store(dx_side + 3 * H + j, dpre.o);
+          if (N) {
+            store(dh_side + j, dpre.i);
+            store(dh_side + (1 + N) * H + j, dpre.g);
+            store(dh_side + (2 + N) * H + j, dpre.o);
+          }
+        });
+      }
+    });
+    if (ne == 0) continue;
+    // d of the level's GEMM input, then onto each child's dh.
+    if (!N) {
+      gemm<T>(false, false, m, H, H, T(1), dgx.data() + lv.r0 * G, G, a.w_hh, H, T(0),
+              d_in.data(), H);
+      gemm<T>(false, false, m, H, 2 * H, T(1), dgx.data() + lv.r0 * G + 2 * H, G,
+              a.w_hh + 2 * H * H, H, T(1), d_in.data(), H);
+      gemm<T>(false, false, ne, H, H, T(1), d_forget.data() + lv.e0 * H, H, a.w_hh + H * H, H,
+              T(0), d_edge.data(), H);
+    } else {
+      gemm<T>(false, false, m, in_width, gh_width, T(1), dgh.data() + lv.r0 * gh_width, gh_width,
+              a.w_hh, in_width, T(0), d_in.data(), in_width);
+    }
+    parallel_for(m, (ne / m + 1) * H * 2, [&](long b0, long b1) {
+      for (long r = lv.r0 + b0; r < lv.r0 + b1; ++r) {
+        const long eb = f.child_offsets[r];
+        for (long e = eb; e < f.child_offsets[r + 1]; ++e) {
+          T* dst = dh.data() + f.child_rows[e] * H;
+          if (N) {
+            add_into(dst, d_in.data() + (r - lv.r0) * in_width + (e - eb) * H, H);
+          } else {
+            add_into(dst, d_in.data() + (r - lv.r0) * H, H);    // through h~ = sum_k h_k
+            add_into(dst, d_edge.data() + (e - lv.e0) * H, H);  // through f_k
+          }
+        }
+      }
+    });
+  }
+
+  // Weight gradients. Only rows above the leaves (level 0) have children.
+  const long r_inner = f.n_levels > 1 ? f.level_offsets[1] : n, inner = n - r_inner;
+  std::vector<T> h_in(inner * in_width);
+  gather_children(f, r_inner, n, H, N, s.h.data(), h_in.data());
+  if (!N) {
+    std::vector<T> h_edge(E * H);
+    permute_rows(s.h.data(), f.child_rows.data(), h_edge.data(), nullptr, E, H);
+    const T* dgx_inner = dgx.data() + r_inner * G;
+    gemm<T>(true, false, H, H, inner, T(1), dgx_inner, G, h_in.data(), H, T(0), g.dw_hh, H);
+    gemm<T>(true, false, H, H, E, T(1), d_forget.data(), H, h_edge.data(), H, T(0),
+            g.dw_hh + H * H, H);
+    gemm<T>(true, false, 2 * H, H, inner, T(1), dgx_inner + 2 * H, G, h_in.data(), H, T(0),
+            g.dw_hh + 2 * H * H, H);
+    // b_hh enters exactly where b_ih does.
+    if (g.db_hh) column_sums(dgx.data(), n, G, g.db_hh);
+  } else {
+    gemm<T>(true, false, gh_width, in_width, inner, T(1), dgh.data() + r_inner * gh_width,
+            gh_width, h_in.data(), in_width, T(0), g.dw_hh, in_width);
+    if (g.db_hh) column_sums(dgh.data(), n, gh_width, g.db_hh);
+  }
+
+  // The x side, in node order.
+  std::vector<T> dgx_nodes(n * G);
+  permute_rows(dgx.data(), nullptr, dgx_nodes.data(), f.order.data(), n, G);
+  gemm<T>(false, false, n, I, G, T(1), dgx_nodes.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
+  gemm<T>(true, false, G, I, n, T(1), dgx_nodes.data(), G, a.x, ld_x, T(0), g.dw_ih, ld_x);
+  if (g.db_ih) column_sums(dgx_nodes.data(), n, G, g.db_ih);
+}
+
+}  // namespace
+
+template <typename T>
+void tree_forward(const TreeForward<T>& a) {
+  forward(a);
+}
+
+template <typename T>
+void tree_backward(const TreeBackward<T>& g) {
+  backward(g);
+}
+
+template void tree_forward<float>(const TreeForward<float>&);
+template void tree_forward<double>(const TreeForward<double>&);
+template void tree_backward<float>(const TreeBackward<float>&);
+template void tree_backward<double>(const TreeBackward<double>&);
+
+}  // namespace FASTRNN_ISA
+}  // namespace fastrnn
