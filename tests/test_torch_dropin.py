@@ -66,7 +66,7 @@ def run_both(ours, theirs, x, hx, lengths, gen):
         y = out.data if isinstance(out, PackedSequence) else out
         outputs = [y] + states
         torch.manual_seed(gen)
-        loss = sum((o * torch.randn(o.shape, dtype=o.dtype)).sum() for o in outputs)
+        loss = sum((o * torch.randn(o.shape, dtype=o.dtype).to(o.device)).sum() for o in outputs)
         wrt = [xi] + (hxi or []) + list(module.parameters())
         grads = torch.autograd.grad(loss, wrt)
         results.append((out, outputs, grads))
@@ -376,16 +376,46 @@ def test_caller_tensors_are_not_modified():
 
 # ---- bad input ----------------------------------------------------------------------------
 
-def test_cuda_or_other_device_input_gets_a_clear_error():
+def test_other_devices_and_mixed_devices_get_a_clear_error():
     module = frt.GRU(3, 4)
-    with pytest.raises(ValueError, match="input must be a CPU tensor"):
+    with pytest.raises(ValueError, match="input must be a CPU or CUDA tensor, got one on device "
+                                         "meta"):
         module(torch.empty(4, 2, 3, device="meta"))
     on_meta = frt.GRU(3, 4, device="meta")
-    with pytest.raises(ValueError, match="parameter weight_ih_l0 must be a CPU tensor"):
+    with pytest.raises(ValueError, match="parameter weight_ih_l0 must be a CPU or CUDA tensor"):
         on_meta(torch.randn(4, 2, 3))
     if torch.cuda.is_available():
-        with pytest.raises(ValueError, match="input is a CUDA tensor .* runs on CPU tensors only"):
+        with pytest.raises(ValueError, match="is on cpu but input is on cuda"):
             module(torch.randn(4, 2, 3, device="cuda"))
+
+
+needs_gpu = pytest.mark.skipif(
+    not torch.cuda.is_available() or not __import__("fastrnn.cuda").cuda.is_available(),
+    reason="needs a CUDA device and fastrnn built with CUDA")
+
+
+@needs_gpu
+@pytest.mark.parametrize("seed", range(8))
+def test_cuda_tensors_run_on_the_gpu_and_match_torch_nn(seed):
+    c = random_config(seed)
+    c["dtype"] = torch.float64
+    torch.manual_seed(seed)
+    kwargs = dict(num_layers=c["num_layers"], bias=c["bias"], batch_first=c["batch_first"],
+                  bidirectional=c["bidirectional"])
+    if c["proj"]:
+        kwargs["proj_size"] = c["hidden"] - 1
+    ours, theirs = make_pair(c["cell"], c["input_size"], c["hidden"], **kwargs)
+    ours, theirs = ours.cuda(), theirs.cuda()
+    shape = (c["batch"], c["steps"]) if c["batch_first"] else (c["steps"], c["batch"])
+    x = torch.randn(*shape, c["input_size"], dtype=torch.float64, device="cuda")
+    lengths = torch.randint(1, c["steps"] + 1, (c["batch"],)) if c["packed"] else None
+    if lengths is not None:
+        lengths[0] = c["steps"]
+    (out_a, outs_a, grads_a), (_, outs_b, grads_b) = run_both(ours, theirs, x, None, lengths,
+                                                              seed)
+    for a, b in zip(outs_a + list(grads_a), outs_b + list(grads_b)):
+        assert a.is_cuda and a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_bad_inputs_raise_errors_naming_the_argument():

@@ -7,11 +7,12 @@ constructor, forward signature, parameter names and initialisation, computed by 
     out, (h_n, c_n) = lstm(x)                           # x: (B, T, 32) or a PackedSequence
 
 Autograd goes through fastrnn's backward (one torch.autograd.Function around
-fastrnn.layers.stack_forward/stack_backward). CPU tensors reach the kernels as NumPy views of
-the same memory (copied only where the kernels need a contiguous time-major layout). Dropout
-follows torch.nn's semantics (between layers, not after the last, only in training mode), with
-masks drawn by fastrnn from a seed taken from torch's random generator: torch.manual_seed makes
-it reproducible, but the masks differ from torch.nn's.
+fastrnn.layers.stack_forward/stack_backward). CPU tensors reach the CPU kernels as NumPy views of
+the same memory (copied only where the kernels need a contiguous time-major layout); CUDA
+tensors go to fastrnn's CUDA kernels as they are, results coming back as CUDA tensors on the
+current stream. Dropout follows torch.nn's semantics (between layers, not after the last, only
+in training mode), with masks drawn by fastrnn from a seed taken from torch's random generator:
+torch.manual_seed makes it reproducible, but the masks differ from torch.nn's.
 
 This module imports torch; `import fastrnn` never imports it.
 """
@@ -36,17 +37,22 @@ _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 _DTYPES = (torch.float32, torch.float64)
 
 
-def _numpy(t: Optional[Tensor]) -> Optional[np.ndarray]:
-    """A NumPy view of a CPU tensor's memory (no copy), or None."""
-    return None if t is None else t.detach().resolve_neg().resolve_conj().numpy()
-
-
-def _tensor(a: Optional[np.ndarray]) -> Optional[Tensor]:
-    """A tensor over a NumPy array's memory (no copy), or None. Results the stack keeps for
-    backward are flagged read-only for NumPy; torch sees a plain tensor, and autograd's version
-    check (the Function saves its outputs) stops a caller who changes one before backward."""
-    if a is None:
+def _array(t: Optional[Tensor]) -> Any:
+    """What the stack takes for a tensor, without a copy: a NumPy view of a CPU tensor's memory,
+    a CUDA tensor as it is (fastrnn.layers runs those on the GPU), or None."""
+    if t is None:
         return None
+    t = t.detach()
+    return t if t.is_cuda else t.resolve_neg().resolve_conj().numpy()
+
+
+def _tensor(a: Any) -> Optional[Tensor]:
+    """A tensor over what the stack returned, without a copy: CUDA results are tensors already,
+    NumPy arrays are wrapped. Results the stack keeps for backward are flagged read-only for
+    NumPy; torch sees a plain tensor, and autograd's version check (the Function saves its
+    outputs) stops a caller who changes one before backward."""
+    if a is None or isinstance(a, Tensor):
+        return a
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.from_numpy(a)
@@ -59,8 +65,8 @@ class _StackFunction(torch.autograd.Function):
     def forward(ctx: Any, spec: dict, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor],
                 *weights: Tensor) -> tuple[Tensor, ...]:
         result = layers.stack_forward(
-            spec["cell"], _numpy(x), h0=_numpy(h0), c0=_numpy(c0),
-            weights={name: _numpy(w) for name, w in zip(spec["names"], weights)},
+            spec["cell"], _array(x), h0=_array(h0), c0=_array(c0),
+            weights={name: _array(w) for name, w in zip(spec["names"], weights)},
             num_layers=spec["num_layers"], bidirectional=spec["bidirectional"],
             proj_size=spec["proj_size"], lengths=spec["lengths"], dropout=spec["dropout"],
             seed=spec["seed"], training=spec["training"])
@@ -71,6 +77,7 @@ class _StackFunction(torch.autograd.Function):
         ctx.result = result
         ctx.spec = spec
         ctx.has_state = (h0 is not None, c0 is not None)
+        ctx.outputs = len(outputs)
         # The stack's context holds views of the inputs and weights and the outputs themselves:
         # saving them lets autograd refuse a backward after any of them changed in place.
         ctx.save_for_backward(x, h0, c0, *weights, *outputs)
@@ -80,24 +87,30 @@ class _StackFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dh_n: Optional[Tensor],
                  dc_n: Optional[Tensor] = None) -> tuple[Optional[Tensor], ...]:
-        ctx.saved_tensors  # raises if an input, weight or output was changed in place
-        result = ctx.result
-        dy_np = np.zeros_like(result.y) if dy is None else _numpy(dy)
-        g = layers.stack_backward(result, dy_np, dh_n=_numpy(dh_n), dc_n=_numpy(dc_n))
+        saved = ctx.saved_tensors  # raises if an input, weight or output was changed in place
+        if dy is None:
+            dy = torch.zeros_like(saved[-ctx.outputs])  # the saved y
+        g = layers.stack_backward(ctx.result, _array(dy), dh_n=_array(dh_n), dc_n=_array(dc_n))
         has_h0, has_c0 = ctx.has_state
         weight_grads = [_tensor(g.grads[name]) for name in ctx.spec["names"]]
         return (None, _tensor(g.dx), _tensor(g.dh0) if has_h0 else None,
                 _tensor(g.dc0) if has_c0 else None, *weight_grads)
 
 
-def _check_cpu(name: str, t: Tensor) -> None:
-    if t.device.type == "cuda":
-        raise ValueError(f"{name} is a CUDA tensor ({t.device}); fastrnn.torch runs on CPU tensors "
-                         "only: fastrnn's CUDA kernels cover single layers (fastrnn.functional), "
-                         "not yet the whole-network stack behind these modules. Move the module "
-                         "and the inputs to the CPU, or use torch.nn's module on the GPU")
-    if t.device.type != "cpu":
-        raise ValueError(f"{name} must be a CPU tensor, got one on device {t.device}")
+def _check_device(name: str, t: Tensor, device: torch.device) -> None:
+    """CPU tensors run on fastrnn's CPU kernels, CUDA tensors on its CUDA kernels; all on one."""
+    if t.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be a CPU or CUDA tensor, got one on device {t.device}")
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device} but input is on {device}: move the module "
+                         "and its inputs to one device")
+    if t.is_cuda:
+        from . import cuda
+
+        if not cuda.is_available():
+            raise ValueError(f"{name} is a CUDA tensor, but fastrnn's CUDA kernels cannot run: "
+                             f"{cuda.unavailable_reason()}. Move the module and the inputs to "
+                             "the CPU, or use torch.nn's module on the GPU")
 
 
 class _RNNBase(torch.nn.Module):
@@ -242,9 +255,9 @@ class _RNNBase(torch.nn.Module):
 
     def _check_tensors(self, x: Tensor, hx: Sequence[Optional[Tensor]], weights: list[Tensor],
                        batched: bool) -> None:
-        _check_cpu("input", x)
+        _check_device("input", x, x.device)
         for i, w in enumerate(weights):
-            _check_cpu(f"parameter {self._flat_weights_names[i]}", w)
+            _check_device(f"parameter {self._flat_weights_names[i]}", w, x.device)
         dtype = weights[0].dtype
         if dtype not in _DTYPES:
             raise TypeError(f"the module's parameters must be float32 or float64, got {dtype}")
@@ -265,7 +278,7 @@ class _RNNBase(torch.nn.Module):
                 continue
             if not isinstance(h, Tensor):
                 raise TypeError(f"hx's {name} must be a torch.Tensor, got {type(h).__name__}")
-            _check_cpu(f"hx's {name}", h)
+            _check_device(f"hx's {name}", h, x.device)
             if h.dtype != dtype:
                 raise TypeError(f"hx's {name} must have the parameters' dtype {dtype}, "
                                 f"got {h.dtype}")
