@@ -1,6 +1,6 @@
 """A character-level LSTM language model trained in a plain NumPy loop with fastrnn.
 
-    python examples/char_rnn.py                  # the full run: 2 to 5 minutes on 2 cores
+    python examples/char_rnn.py                  # the full run: 1 to 3 minutes on 2 cores
     python examples/char_rnn.py --steps 50       # a quick look
     python examples/char_rnn.py --torch          # the same model and loop with fastrnn.torch
     python examples/char_rnn.py --threads 1      # on a machine busy with other work
