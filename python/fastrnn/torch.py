@@ -24,7 +24,6 @@ import numbers
 import warnings
 from typing import Any, Optional, Sequence, Union
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
