@@ -57,7 +57,7 @@ torch = pytest.importorskip("torch")
 @pytest.mark.parametrize("arity", [None, 3])
 @pytest.mark.parametrize("bias", [True, False])
 def test_torch_tree_lstm_gradients_match_reference(arity, bias):
-    from fastrnn._torch_tree import TreeLSTM
+    from fastrnn.torch import TreeLSTM
 
     rng = np.random.default_rng(21)
     n, inp, hidden = 25, 3, 4
@@ -81,7 +81,7 @@ def test_torch_tree_lstm_gradients_match_reference(arity, bias):
 
 
 def test_torch_tree_lstm_passes_gradcheck_and_runs_without_grad():
-    from fastrnn._torch_tree import TreeLSTM
+    from fastrnn.torch import TreeLSTM
 
     torch.manual_seed(0)
     forest = fastrnn.Forest.from_trees([[-1, 0, 0, 1], [-1, 0]])
@@ -106,7 +106,7 @@ def _with_weight(m, w, x, forest):
 
 
 def test_numpy_state_dict_loads_into_the_torch_module():
-    from fastrnn._torch_tree import TreeLSTM
+    from fastrnn.torch import TreeLSTM
 
     a = fastrnn.TreeLSTM(3, 4, arity=2, dtype=np.float32, seed=3)
     b = TreeLSTM(3, 4, arity=2)

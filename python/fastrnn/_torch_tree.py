@@ -1,5 +1,5 @@
 """torch.nn.Module Tree-LSTM over fastrnn's kernels: autograd runs fastrnn's own backward.
-Imports torch; fastrnn.torch re-exports TreeLSTM. CPU tensors only for now."""
+Imports torch; use it as fastrnn.torch.TreeLSTM. CPU tensors only for now."""
 
 from __future__ import annotations
 
