@@ -1,0 +1,134 @@
+"""fastrnn: the functional kernels for one layer, fastrnn.LSTM for the stacked module.
+
+Training mode is forward(training=True) then backward with dy = 1, dh_n = 1 (loss y.sum() +
+h_n.sum()); inference is forward(training=False). The memory training mode keeps is what the
+forward's result holds for backward beyond the caller's inputs (y and the saved gates).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import numpy as np
+
+from harness import Prepared, numpy_kept_bytes
+
+NAME = "fastrnn"
+TITLE = "fastrnn"
+COMPARE = False  # the subject, not a peer
+
+
+def available():
+    try:
+        import fastrnn  # noqa: F401
+    except ImportError as e:
+        return f"fastrnn not importable ({e}); build it, or run with PYTHONPATH=python"
+    return None
+
+
+def configure(threads: int) -> dict:
+    import fastrnn
+
+    fastrnn.set_num_threads(threads)
+    return {"version": fastrnn.__version__, "threads": fastrnn.get_num_threads(),
+            "isa": fastrnn._C.isa(), "blas": fastrnn._C.blas_info()}
+
+
+def supports(case, mode):
+    if case.kind == "sequence":
+        return None
+    if case.kind == "stacked":
+        import fastrnn
+
+        if not hasattr(fastrnn, "LSTM"):
+            return "fastrnn.LSTM does not exist yet"
+        return None
+    return f"no fastrnn backend for {case.kind} cases"
+
+
+def _sequence(case, mode: str, a: Dict[str, np.ndarray]) -> Prepared:
+    import fastrnn
+
+    training = mode == "train"
+    w = (a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"])
+    if case.cell == "lstm":
+        def forward(tr):
+            return fastrnn.lstm_forward(a["x"], a["h0"], a["c0"], *w, training=tr)
+    elif case.cell == "gru":
+        def forward(tr):
+            return fastrnn.gru_forward(a["x"], a["h0"], *w, training=tr)
+    else:
+        def forward(tr):
+            return fastrnn.rnn_forward(a["x"], a["h0"], *w, nonlinearity=case.cell[4:],
+                                       training=tr)
+    backward = getattr(fastrnn, ("rnn" if case.cell.startswith("rnn") else case.cell) + "_backward")
+    dy = np.ones((case.T, case.B, case.H), np.float32)
+    dh_n = np.ones((case.B, case.H), np.float32)
+
+    def run():
+        res = forward(training)
+        return (res, backward(res, dy, dh_n)) if training else (res, None)
+
+    def fetch(out) -> Dict[str, np.ndarray]:
+        res, g = out
+        got = {"y": res.y, "h_n": res.h_n, "c_n": res.c_n}
+        if g is not None:
+            got.update(dx=g.dx, dw_ih=g.dw_ih, dw_hh=g.dw_hh, db_ih=g.db_ih, db_hh=g.db_hh)
+        return got
+
+    def kept():
+        res = forward(True)
+        return numpy_kept_bytes((res.y, res._ctx), a.values())
+
+    return Prepared(run, fetch, kept if training else None)
+
+
+def _field(obj: Any, name: str):
+    return obj[name] if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _stacked(case, mode: str, a: Dict[str, np.ndarray]) -> Prepared:
+    """fastrnn.LSTM(I, H, num_layers, bidirectional, dtype=float32) with torch.nn.LSTM's state
+    dict; forward(x, training=...) from zero states, and backward(dy, dh_n, dc_n)."""
+    import fastrnn
+
+    module = fastrnn.LSTM(case.I, case.H, num_layers=case.layers,
+                          bidirectional=case.bidirectional, dtype=np.float32)
+    module.load_state_dict(case.state_dict(a))
+    training = mode == "train"
+    dy = np.ones((case.T, case.B, case.directions * case.H), np.float32)
+    dh_n = np.ones_like(a["h0"])
+
+    def forward(tr):
+        return module.forward(a["x"], training=tr)
+
+    def run():
+        out = forward(training)
+        return (out, module.backward(dy, dh_n, None)) if training else (out, None)
+
+    def fetch(result) -> Dict[str, np.ndarray]:
+        out, grads = result
+        if isinstance(out, tuple):  # torch's (y, (h_n, c_n))
+            y, (h_n, c_n) = out
+        else:
+            y, h_n, c_n = out.y, out.h_n, out.c_n
+        got = {"y": y, "h_n": h_n, "c_n": c_n}
+        if grads is not None:
+            got["dx"] = _field(grads, "dx")
+            params = _field(grads, "params") or _field(grads, "weights") or grads
+            for layer in range(case.layers):
+                for d in range(case.directions):
+                    for name in case.param_names(layer, d):
+                        got["d" + name] = _field(params, name)
+        return got
+
+    def kept():  # what the module holds after a training forward, beyond its parameters
+        before = numpy_kept_bytes(module, a.values())
+        out = forward(True)  # noqa: F841 (kept alive while the module's context is counted)
+        return numpy_kept_bytes(module, a.values()) - before
+
+    return Prepared(run, fetch, kept if training else None)
+
+
+def prepare(case, mode: str, inputs: Dict[str, np.ndarray]) -> Prepared:
+    return (_stacked if case.kind == "stacked" else _sequence)(case, mode, inputs)

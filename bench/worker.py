@@ -1,0 +1,130 @@
+"""One thread count, in one process: the GEMM rates, then every case x mode x backend: prepare,
+check against the reference (a mismatch stops the run), time, count the memory kept.
+
+run.py starts this process already restricted to `threads` CPUs, with the BLAS thread variables
+set, so that every library sizes its pools to the same count from the start.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Dict, List
+
+import numpy as np
+
+import gemm
+import peers
+from harness import Mismatch, check, gflops, time_calls
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_backends(names: List[str], threads: int) -> Dict[str, dict]:
+    """Each backend's module and what it runs with, or the note saying why it is skipped."""
+    backends = {}
+    for name in names:
+        mod = peers.load(name)
+        note = mod.available()
+        info = None if note else mod.configure(threads)
+        if note:
+            log(f"  skip {name}: {note}")
+        backends[name] = {"module": mod, "note": note, "info": info}
+    return backends
+
+
+def run_backend(mod, case, mode: str, inputs, want, repeats: int, warmup: int) -> dict:
+    """Check one backend on one row, then time it; the figures as a dict."""
+    prepared = mod.prepare(case, mode, inputs)
+    out = prepared.run()
+    err = check(mod.NAME, f"{case.key} {mode}", prepared.fetch(out), want)
+    del out
+    timing = time_calls(prepared.run, repeats, warmup)
+    result = {"error": err, **timing.as_dict()}
+    if prepared.kept is not None:
+        result["kept_bytes"] = prepared.kept()
+    return result
+
+
+def run_row(case, mode: str, inputs, want, backends, cfg, bound_gflops) -> dict:
+    flops = case.flops(mode)
+    row = {"case": case.key, "kind": case.kind, "cell": case.cell, "mode": mode,
+           "shape": {"T": case.T, "B": case.B, "I": case.I, "H": case.H}, "flops": flops,
+           "results": {}, "notes": {}}
+    if case.kind == "stacked":
+        row["shape"].update(layers=case.layers, bidirectional=case.bidirectional)
+    for name, b in backends.items():
+        if b["note"]:
+            row["notes"][name] = b["note"]
+            continue
+        note = b["module"].supports(case, mode)
+        if note:
+            row["notes"][name] = note
+            continue
+        t0 = time.perf_counter()
+        try:
+            res = run_backend(b["module"], case, mode, inputs, want, cfg["repeats"], cfg["warmup"])
+        except Mismatch:
+            raise
+        except Exception as e:  # noqa: BLE001  (a backend that fails is noted; the run goes on)
+            row["notes"][name] = f"failed: {type(e).__name__}: {e}"
+            log(f"  {name}: FAILED {type(e).__name__}: {e}")
+            continue
+        res["gflops"] = gflops(flops, res["median_s"])
+        res["fraction_of_bound"] = res["gflops"] / bound_gflops if bound_gflops else None
+        row["results"][name] = res
+        log(f"  {name:9s} {res['median_s'] * 1e3:10.3f} ms  (check {res['error']:.1e}, "
+            f"{time.perf_counter() - t0:.1f} s)")
+    figures = row["results"]
+    peer_times = {n: r["median_s"] for n, r in figures.items() if backends[n]["module"].COMPARE}
+    row["bound_s"] = flops / (bound_gflops * 1e9) if bound_gflops else None
+    if peer_times:
+        fastest = min(peer_times, key=peer_times.get)
+        row["fastest_peer"] = fastest
+        if "fastrnn" in figures:
+            row["ratio"] = peer_times[fastest] / figures["fastrnn"]["median_s"]
+    if "fastrnn" in figures:
+        row["fraction_of_bound"] = figures["fastrnn"]["fraction_of_bound"]
+        row["kept_bytes"] = figures["fastrnn"].get("kept_bytes")
+    return row
+
+
+def run(cfg: dict) -> dict:
+    """The whole measurement at cfg['threads'] threads; a JSON-ready dict."""
+    from cases import build_cases
+    from peers import reference_peer
+
+    threads = cfg["threads"]
+    log(f"threads {threads}: CPUs {sorted(os.sched_getaffinity(0))}")
+    backends = load_backends(cfg["backends"], threads)
+    log(f"  GEMM {cfg['gemm_n']}^3 float32 ...")
+    gemms, best = gemm.measure(cfg["gemm_n"], threads, max(cfg["repeats"], 3), cfg["warmup"])
+    for g in gemms:
+        log(f"    {g['name']:20s} " + (f"{g['gflops']:8.1f} GFLOP/s" if "gflops" in g else g["note"]))
+    bound = best["gflops"] if best else None
+    rows = []
+    rng_seed = cfg["seed"]
+    cases = build_cases(cfg["cells"], [tuple(s) for s in cfg["shapes"]],
+                        tuple(cfg["stacked"]) if cfg["stacked"] else None)
+    for case in cases:
+        inputs = case.make_inputs(np.random.default_rng(rng_seed))
+        for mode in cfg["modes"]:
+            log(f"{case.key} {mode}")
+            want = reference_peer.expected(case, mode, inputs)
+            rows.append(run_row(case, mode, inputs, want, backends, cfg, bound))
+    return {
+        "threads": threads,
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                               "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
+                                               "XLA_FLAGS")},
+        "backends": {n: {"note": b["note"], "info": b["info"], "title": b["module"].TITLE,
+                         "compare": b["module"].COMPARE} for n, b in backends.items()},
+        "gemm": gemms,
+        "gemm_best": best["name"] if best else None,
+        "bound_gflops": bound,
+        "rows": rows,
+    }
