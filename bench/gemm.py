@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
@@ -92,7 +93,8 @@ GEMMS: Dict[str, Callable] = {
 }
 
 
-def measure(n: int, threads: int, repeats: int, warmup: int) -> Tuple[List[dict], dict]:
+def measure(n: int, threads: int, repeats: int, warmup: int,
+            pause: float = 0.0) -> Tuple[List[dict], dict]:
     """Every available GEMM's rate at size n; (all results, the best one). A GEMM whose product
     is wrong is reported with its error and not used as the bound."""
     rng = np.random.default_rng(0)
@@ -109,6 +111,7 @@ def measure(n: int, threads: int, repeats: int, warmup: int) -> Tuple[List[dict]
             results.append({"name": name, "note": f"not available ({e})"})
             continue
         err = max_error(run(), want)
+        time.sleep(pause)  # the previous library's threads fall asleep first
         t = time_calls(run, repeats, warmup)
         results.append({"name": name, "library": info, "n": n, "flops": flops,
                         "gflops": flops / t.median_s / 1e9, "error": err, "ok": err < 1e-4,

@@ -18,7 +18,16 @@ import numpy as np
 # A float32 result is accepted when max|got - want| <= TOLERANCE * max(max|want|, 1), the
 # reference computed in float64 from the same float32 inputs. Loose enough for float32 sums over
 # T*B terms, tight enough that a wrong gate order or a missing term fails by orders of magnitude.
-TOLERANCE = 1e-3
+TOLERANCE = 1e-4
+# ReLU gradients: where a pre-activation lies within float32 rounding of 0, float32 and float64
+# take different sides of the kink, and that unit's gradient path differs outright (a few in a
+# million units at the large shapes; ~1e-3 relative in dx). A wrong derivative is still O(1).
+RELU_GRAD_TOLERANCE = 1e-2
+
+
+def tolerance(cell: str, name: str) -> float:
+    """The accepted error of output `name` ('y', 'dx', ...) of a case of `cell`."""
+    return RELU_GRAD_TOLERANCE if cell == "rnn_relu" and name.startswith("d") else TOLERANCE
 
 
 class Mismatch(Exception):
@@ -72,10 +81,11 @@ def max_error(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def check(backend: str, key: str, got: Dict[str, np.ndarray], want: Dict[str, np.ndarray],
-          tol: float = TOLERANCE) -> float:
+          cell: str = "") -> float:
     """The largest error over the reference's arrays; Mismatch if one is missing or off."""
     worst = 0.0
     for name, ref in want.items():
+        tol = tolerance(cell, name)
         if name not in got or got[name] is None:
             raise Mismatch(f"{backend} on {key}: no '{name}' to compare with the reference")
         err = max_error(got[name], ref)

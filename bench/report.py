@@ -17,6 +17,8 @@ BACKEND_ORDER = ("fastrnn", "reference", "torch", "onnx", "jax")
 def _ms(seconds) -> str:
     if seconds is None:
         return "-"
+    if seconds == "checked":
+        return "ok"
     ms = seconds * 1e3
     return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
 
@@ -43,7 +45,9 @@ def run_table(run: dict) -> str:
     if "skipped" in run:
         return f"threads {run['threads']}: {run['skipped']}"
     names = _backends(run)
-    lines = [f"threads {run['threads']} (CPUs {run['cpus']})", _gemm_line(run)]
+    lines = [f"threads {run['threads']} (CPUs {run['cpus']})"]
+    if run["gemm"]:
+        lines.append(_gemm_line(run))
     fr = run["backends"].get("fastrnn", {}).get("info") or {}
     if fr:
         lines.append(f"fastrnn {fr.get('version')}: isa {fr.get('isa')}, {fr.get('blas')}")
@@ -60,9 +64,9 @@ def run_table(run: dict) -> str:
     for r in run["rows"]:
         res = r["results"]
         f = res.get("fastrnn")
-        fcell = (f"{_ms(f['median_s'])} [{_ms(f['min_s'])}, {_ms(f['max_s'])}]" if f
-                 else "-")
-        others = [f"{_ms(res[n]['median_s']) if n in res else '-':>9s}"
+        fcell = ("-" if not f else "checked" if "median_s" not in f
+                 else f"{_ms(f['median_s'])} [{_ms(f['min_s'])}, {_ms(f['max_s'])}]")
+        others = [f"{_ms(res[n].get('median_s', 'checked')) if n in res else '-':>9s}"
                   for n in names if n != "fastrnn"]
         for n, note in r["notes"].items():
             if not run["backends"][n]["note"]:  # a skipped backend is said once, above

@@ -31,6 +31,7 @@ from cases import (CELLS, MODES, QUICK_SHAPES, QUICK_STACKED_SHAPE, SHAPES,  # n
 from peers import PEERS  # noqa: E402
 
 MIN_REPEATS = 5
+PAUSE_S = 0.3  # idle time before each backend is timed, for the previous one's threads to sleep
 
 
 def _shape(text: str):
@@ -80,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         f"{MIN_REPEATS}; --quick allows fewer)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--gemm-size", type=int, default=None, help="n of the n^3 GEMM (default 1024)")
+    p.add_argument("--check-only", action="store_true",
+                   help="check every backend against the reference, time nothing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny shapes, 1 thread, 2 calls, 128^3 GEMM (no real figures)")
@@ -102,6 +105,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--repeats >= 1, --warmup >= 0 and --gemm-size >= 1 are needed")
     if args.no_stacked:
         args.stacked = None
+    if args.check_only:
+        args.repeats = 0
     return args
 
 
@@ -183,7 +188,8 @@ def main(argv=None) -> int:
 
     cfg = {"backends": args.backends, "cells": args.cells, "shapes": args.shapes,
            "stacked": args.stacked, "modes": args.modes, "repeats": args.repeats,
-           "warmup": args.warmup, "gemm_n": args.gemm_size, "seed": args.seed}
+           "warmup": args.warmup, "gemm_n": args.gemm_size, "seed": args.seed,
+           "pause": 0.0 if args.quick else PAUSE_S}
     started = datetime.datetime.now(datetime.timezone.utc)
     runs = [run_threads(t, cfg) for t in args.threads]
     result = {"started": started.isoformat(timespec="seconds"),

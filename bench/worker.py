@@ -36,13 +36,18 @@ def load_backends(names: List[str], threads: int) -> Dict[str, dict]:
     return backends
 
 
-def run_backend(mod, case, mode: str, inputs, want, repeats: int, warmup: int) -> dict:
-    """Check one backend on one row, then time it; the figures as a dict."""
+def run_backend(mod, case, mode: str, inputs, want, cfg: dict) -> dict:
+    """Check one backend on one row, then time it (repeats 0: check only); the figures."""
     prepared = mod.prepare(case, mode, inputs)
     out = prepared.run()
-    err = check(mod.NAME, f"{case.key} {mode}", prepared.fetch(out), want)
+    err = check(mod.NAME, f"{case.key} {mode}", prepared.fetch(out), want, case.cell)
     del out
-    timing = time_calls(prepared.run, repeats, warmup)
+    if cfg["repeats"] == 0:
+        return {"error": err}
+    # The pools of the backend before (OpenBLAS and OpenMP threads spin a while after their last
+    # task) must be asleep before this one is timed, or they take its CPUs.
+    time.sleep(cfg["pause"])
+    timing = time_calls(prepared.run, cfg["repeats"], cfg["warmup"])
     result = {"error": err, **timing.as_dict()}
     if prepared.kept is not None:
         result["kept_bytes"] = prepared.kept()
@@ -66,19 +71,22 @@ def run_row(case, mode: str, inputs, want, backends, cfg, bound_gflops) -> dict:
             continue
         t0 = time.perf_counter()
         try:
-            res = run_backend(b["module"], case, mode, inputs, want, cfg["repeats"], cfg["warmup"])
+            res = run_backend(b["module"], case, mode, inputs, want, cfg)
         except Mismatch:
             raise
         except Exception as e:  # noqa: BLE001  (a backend that fails is noted; the run goes on)
             row["notes"][name] = f"failed: {type(e).__name__}: {e}"
             log(f"  {name}: FAILED {type(e).__name__}: {e}")
             continue
+        row["results"][name] = res
+        if "median_s" not in res:
+            log(f"  {name:9s} checked (error {res['error']:.1e}, {time.perf_counter() - t0:.1f} s)")
+            continue
         res["gflops"] = gflops(flops, res["median_s"])
         res["fraction_of_bound"] = res["gflops"] / bound_gflops if bound_gflops else None
-        row["results"][name] = res
         log(f"  {name:9s} {res['median_s'] * 1e3:10.3f} ms  (check {res['error']:.1e}, "
             f"{time.perf_counter() - t0:.1f} s)")
-    figures = row["results"]
+    figures = {n: r for n, r in row["results"].items() if "median_s" in r}
     peer_times = {n: r["median_s"] for n, r in figures.items() if backends[n]["module"].COMPARE}
     row["bound_s"] = flops / (bound_gflops * 1e9) if bound_gflops else None
     if peer_times:
@@ -100,8 +108,12 @@ def run(cfg: dict) -> dict:
     threads = cfg["threads"]
     log(f"threads {threads}: CPUs {sorted(os.sched_getaffinity(0))}")
     backends = load_backends(cfg["backends"], threads)
-    log(f"  GEMM {cfg['gemm_n']}^3 float32 ...")
-    gemms, best = gemm.measure(cfg["gemm_n"], threads, max(cfg["repeats"], 3), cfg["warmup"])
+    if cfg["repeats"] == 0:
+        gemms, best = [], None
+    else:
+        log(f"  GEMM {cfg['gemm_n']}^3 float32 ...")
+        gemms, best = gemm.measure(cfg["gemm_n"], threads, max(cfg["repeats"], 3), cfg["warmup"],
+                                   cfg["pause"])
     for g in gemms:
         log(f"    {g['name']:20s} " + (f"{g['gflops']:8.1f} GFLOP/s" if "gflops" in g else g["note"]))
     bound = best["gflops"] if best else None
