@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Optional
 
@@ -103,33 +104,49 @@ def _root(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _arrays(obj: Any, seen: set) -> Iterable[np.ndarray]:
-    """Every ndarray reachable through tuples, lists, dicts and object attributes."""
-    if id(obj) in seen:
+_PLAIN = (str, bytes, int, float, bool, complex, type(None), type, np.dtype, np.generic,
+          np.random.Generator, np.random.BitGenerator, types.FunctionType, types.MethodType,
+          types.BuiltinFunctionType, types.ModuleType)
+
+
+class Opaque(Exception):
+    """An object whose memory cannot be seen from Python (a compiled object without `nbytes`)."""
+
+
+def _buffers(obj: Any, seen: set) -> Iterable[Any]:
+    """Every ndarray, and every object with an integer `nbytes`, reachable through tuples,
+    lists, dicts and object attributes; Opaque if a compiled object hides what it holds."""
+    if id(obj) in seen or isinstance(obj, _PLAIN):
         return
     seen.add(id(obj))
-    if isinstance(obj, np.ndarray):
+    if isinstance(obj, np.ndarray) or isinstance(getattr(obj, "nbytes", None), int):
         yield obj
     elif isinstance(obj, dict):
         for v in obj.values():
-            yield from _arrays(v, seen)
-    elif isinstance(obj, (list, tuple)):
+            yield from _buffers(v, seen)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
         for v in obj:
-            yield from _arrays(v, seen)
-    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            yield from _buffers(v, seen)
+    elif hasattr(obj, "__dict__"):
         for v in vars(obj).values():
-            yield from _arrays(v, seen)
+            yield from _buffers(v, seen)
+    else:
+        raise Opaque(type(obj).__name__)
 
 
-def numpy_kept_bytes(held: Any, inputs: Iterable[np.ndarray]) -> int:
-    """Bytes of the distinct NumPy buffers reachable from `held`, leaving out the inputs' buffers
-    (x, h0, weights: the caller owns them whether or not backward follows)."""
+def numpy_kept_bytes(held: Any, inputs: Iterable[np.ndarray]) -> Optional[int]:
+    """Bytes of the distinct buffers reachable from `held`, leaving out the inputs' buffers (x,
+    h0, weights: the caller owns them whether or not backward follows); None when some object
+    on the way hides its memory."""
     excluded = {id(_root(a)) for a in inputs}
     roots = {}
-    for a in _arrays(held, set()):
-        r = _root(a)
-        if id(r) not in excluded:
-            roots[id(r)] = r.nbytes
+    try:
+        for a in _buffers(held, set()):
+            r = _root(a) if isinstance(a, np.ndarray) else a
+            if id(r) not in excluded:
+                roots[id(r)] = int(r.nbytes)
+    except Opaque:
+        return None
     return int(sum(roots.values()))
 
 

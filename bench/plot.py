@@ -29,14 +29,15 @@ def plot(result: dict, png: Path) -> str:
         from matplotlib.ticker import PercentFormatter
     except ImportError:
         return "plot: skipped, matplotlib is not installed (pip install fastrnn[bench])"
-    runs = [r for r in result["runs"] if "rows" in r and r["rows"]]
+    runs = [r for r in result["runs"] if r.get("bound_gflops") and r.get("rows")]
     if not runs:
-        return "plot: skipped, no measured rows"
+        return "plot: skipped, no timed rows"
     n_rows = max(len(r["rows"]) for r in runs)
     fig, axes = plt.subplots(len(runs), 2, squeeze=False, sharey="row",
                              figsize=(14, 1.2 + 0.28 * n_rows * len(runs)))
     for (ax_speed, ax_bound), run in zip(axes, runs):
-        rows = run["rows"]
+        rows = [dict(r, results={n: f for n, f in r["results"].items() if "median_s" in f})
+                for r in run["rows"]]
         ys = range(len(rows))
         names = [n for n in run["backends"] if n != "fastrnn"]
         for name in names:

@@ -88,44 +88,43 @@ def _field(obj: Any, name: str):
 
 
 def _stacked(case, mode: str, a: Dict[str, np.ndarray]) -> Prepared:
-    """fastrnn.LSTM(I, H, num_layers, bidirectional, dtype=float32) with torch.nn.LSTM's state
-    dict; forward(x, training=...) from zero states, and backward(dy, dh_n, dc_n)."""
+    """fastrnn.LSTM(I, H, num_layers, bidirectional, dtype=float32) loaded with torch.nn.LSTM's
+    state dict: forward(x, training=...) from zero states returns (y, (h_n, c_n)); backward(dy,
+    dh_n, dc_n) returns (dx, (dh0, dc0)) and accumulates into module.grads (torch's names)."""
     import fastrnn
 
-    module = fastrnn.LSTM(case.I, case.H, num_layers=case.layers,
-                          bidirectional=case.bidirectional, dtype=np.float32)
-    module.load_state_dict(case.state_dict(a))
+    def new_module():
+        m = fastrnn.LSTM(case.I, case.H, num_layers=case.layers,
+                         bidirectional=case.bidirectional, dtype=np.float32)
+        m.load_state_dict(case.state_dict(a))
+        return m
+
+    module = new_module()
     training = mode == "train"
     dy = np.ones((case.T, case.B, case.directions * case.H), np.float32)
     dh_n = np.ones_like(a["h0"])
 
-    def forward(tr):
-        return module.forward(a["x"], training=tr)
-
     def run():
-        out = forward(training)
-        return (out, module.backward(dy, dh_n, None)) if training else (out, None)
+        if not training:
+            return module.forward(a["x"], training=False), None
+        module.zero_grad()
+        out = module.forward(a["x"], training=True)
+        return out, module.backward(dy, dh_n, None)
 
     def fetch(result) -> Dict[str, np.ndarray]:
-        out, grads = result
-        if isinstance(out, tuple):  # torch's (y, (h_n, c_n))
-            y, (h_n, c_n) = out
-        else:
-            y, h_n, c_n = out.y, out.h_n, out.c_n
+        (y, (h_n, c_n)), back = result
         got = {"y": y, "h_n": h_n, "c_n": c_n}
-        if grads is not None:
-            got["dx"] = _field(grads, "dx")
-            params = _field(grads, "params") or _field(grads, "weights") or grads
-            for layer in range(case.layers):
-                for d in range(case.directions):
-                    for name in case.param_names(layer, d):
-                        got["d" + name] = _field(params, name)
+        if back is not None:
+            got["dx"] = back[0]
+            got.update({"d" + name: g for name, g in module.grads.items()})
         return got
 
-    def kept():  # what the module holds after a training forward, beyond its parameters
-        before = numpy_kept_bytes(module, a.values())
-        out = forward(True)  # noqa: F841 (kept alive while the module's context is counted)
-        return numpy_kept_bytes(module, a.values()) - before
+    def kept():  # what a fresh module holds after a training forward, beyond its parameters
+        fresh = new_module()
+        before = numpy_kept_bytes(fresh, a.values())
+        out = fresh.forward(a["x"], training=True)  # noqa: F841 (alive while counted)
+        after = numpy_kept_bytes(fresh, a.values())
+        return None if before is None or after is None else after - before
 
     return Prepared(run, fetch, kept if training else None)
 
