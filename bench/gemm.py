@@ -72,7 +72,8 @@ def _onnxruntime(a, b, c, threads):
     model.ir_version = min(model.ir_version, 8)
     sess = ort.InferenceSession(model.SerializeToString(), session_options(threads),
                                 providers=["CPUExecutionProvider"])
-    return (lambda: sess.run(None, {"A": a, "B": b})[0]), f"onnxruntime {ort.__version__} MatMul (MLAS)"
+    info = f"onnxruntime {ort.__version__} MatMul (MLAS)"
+    return (lambda: sess.run(None, {"A": a, "B": b})[0]), info
 
 
 def _jax(a, b, c, threads):
@@ -81,7 +82,8 @@ def _jax(a, b, c, threads):
 
     ja, jb = jnp.asarray(a), jnp.asarray(b)
     dot = jax.jit(jnp.dot).lower(ja, jb).compile()
-    return (lambda: np.asarray(jax.block_until_ready(dot(ja, jb)))), f"jax {jax.__version__} jnp.dot (XLA)"
+    info = f"jax {jax.__version__} jnp.dot (XLA)"
+    return (lambda: np.asarray(jax.block_until_ready(dot(ja, jb)))), info
 
 
 GEMMS: Dict[str, Callable] = {

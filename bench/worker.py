@@ -115,7 +115,8 @@ def run(cfg: dict) -> dict:
         gemms, best = gemm.measure(cfg["gemm_n"], threads, max(cfg["repeats"], 3), cfg["warmup"],
                                    cfg["pause"])
     for g in gemms:
-        log(f"    {g['name']:20s} " + (f"{g['gflops']:8.1f} GFLOP/s" if "gflops" in g else g["note"]))
+        log(f"    {g['name']:20s} "
+            + (f"{g['gflops']:8.1f} GFLOP/s" if "gflops" in g else g["note"]))
     bound = best["gflops"] if best else None
     rows = []
     rng_seed = cfg["seed"]

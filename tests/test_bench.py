@@ -144,3 +144,23 @@ def test_onnx_without_the_gate_reordering_is_caught():
             harness.check("onnx", case.key, wrong.fetch(wrong.run()), want)
     finally:
         onnx_peer._TORCH_TO_ONNX = order
+
+
+def test_a_missing_peer_is_skipped_with_a_note(tmp_path):
+    fake = tmp_path / "jax"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('jax is hidden for this test')\n")
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    out = tmp_path / "quick.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--backends",
+                           "fastrnn,reference,jax", "--cells", "gru", "--no-stacked",
+                           "--json", str(out)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads(out.read_text())["runs"][0]
+    assert "not installed" in run["backends"]["jax"]["note"]
+    assert "jax: skipped" in proc.stdout
+    for row in run["rows"]:
+        assert "jax" not in row["results"] and "jax" in row["notes"]
+        assert "fastrnn" in row["results"]

@@ -73,7 +73,8 @@ def _step(cell: str, w_hh, b_hh):
 
 
 def forward_fn(cell: str):
-    """(x, w_ih, w_hh, b_ih, b_hh, h0, c0) -> (y, h_n, c_n); c0 and c_n are ignored/None but LSTM."""
+    """(x, w_ih, w_hh, b_ih, b_hh, h0, c0) -> (y, h_n, c_n); c0, c_n: LSTM only (else unused,
+    None)."""
     def forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
         T, B, I = x.shape
         xw = (x.reshape(T * B, I) @ w_ih.T + b_ih).reshape(T, B, -1)  # all steps in one matmul

@@ -33,7 +33,9 @@ _threads = 1
 
 
 def available():
-    return None if ort is not None else "onnx/onnxruntime not installed (pip install fastrnn[bench])"
+    if ort is None:
+        return "onnx/onnxruntime not installed (pip install fastrnn[bench])"
+    return None
 
 
 def session_options(threads: int):
