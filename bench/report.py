@@ -29,16 +29,20 @@ def _backends(run: dict) -> List[str]:
 
 
 def _gemm_line(run: dict) -> str:
-    parts = []
+    """Each GEMM's rate at the start and the end of the run (start/end)."""
+    rates, notes, n = {}, {}, "?"
     for g in run["gemm"]:
         if "gflops" in g:
-            mark = "*" if g["name"] == run["gemm_best"] else ""
+            n = g["n"]
             bad = "" if g.get("ok") else f" (wrong product, error {g['error']:.1e})"
-            parts.append(f"{g['name']} {g['gflops']:.1f}{mark}{bad}")
+            rates.setdefault(g["name"], []).append(f"{g['gflops']:.1f}{bad}")
         else:
-            parts.append(f"{g['name']}: {g['note']}")
-    n = next((g["n"] for g in run["gemm"] if "n" in g), "?")
-    return f"float32 GEMM {n}^3, GFLOP/s (* = the bound): " + ", ".join(parts)
+            notes[g["name"]] = g["note"]
+    parts = [f"{name} {'/'.join(r)}" + ("*" if name == run["gemm_best"] else "")
+             for name, r in rates.items()]
+    parts += [f"{name}: {note}" for name, note in notes.items()]
+    return (f"float32 GEMM {n}^3, GFLOP/s at start/end (* = the bound, "
+            f"{run['bound_gflops'] or 0:.1f}): " + ", ".join(parts))
 
 
 def run_table(run: dict) -> str:

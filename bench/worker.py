@@ -54,7 +54,7 @@ def run_backend(mod, case, mode: str, inputs, want, cfg: dict) -> dict:
     return result
 
 
-def run_row(case, mode: str, inputs, want, backends, cfg, bound_gflops) -> dict:
+def run_row(case, mode: str, inputs, want, backends, cfg) -> dict:
     flops = case.flops(mode)
     row = {"case": case.key, "kind": case.kind, "cell": case.cell, "mode": mode,
            "shape": {"T": case.T, "B": case.B, "I": case.I, "H": case.H}, "flops": flops,
@@ -83,21 +83,41 @@ def run_row(case, mode: str, inputs, want, backends, cfg, bound_gflops) -> dict:
             log(f"  {name:9s} checked (error {res['error']:.1e}, {time.perf_counter() - t0:.1f} s)")
             continue
         res["gflops"] = gflops(flops, res["median_s"])
-        res["fraction_of_bound"] = res["gflops"] / bound_gflops if bound_gflops else None
         log(f"  {name:9s} {res['median_s'] * 1e3:10.3f} ms  (check {res['error']:.1e}, "
             f"{time.perf_counter() - t0:.1f} s)")
     figures = {n: r for n, r in row["results"].items() if "median_s" in r}
     peer_times = {n: r["median_s"] for n, r in figures.items() if backends[n]["module"].COMPARE}
-    row["bound_s"] = flops / (bound_gflops * 1e9) if bound_gflops else None
     if peer_times:
         fastest = min(peer_times, key=peer_times.get)
         row["fastest_peer"] = fastest
         if "fastrnn" in figures:
             row["ratio"] = peer_times[fastest] / figures["fastrnn"]["median_s"]
     if "fastrnn" in figures:
-        row["fraction_of_bound"] = figures["fastrnn"]["fraction_of_bound"]
         row["kept_bytes"] = figures["fastrnn"].get("kept_bytes")
     return row
+
+
+def apply_bound(row: dict, bound_gflops) -> None:
+    """The row's FLOP bound at the GEMM rate, and the fraction of it each backend reaches."""
+    row["bound_s"] = row["flops"] / (bound_gflops * 1e9) if bound_gflops else None
+    for res in row["results"].values():
+        if "gflops" in res:
+            res["fraction_of_bound"] = res["gflops"] / bound_gflops if bound_gflops else None
+    if "fraction_of_bound" in row["results"].get("fastrnn", {}):
+        row["fraction_of_bound"] = row["results"]["fastrnn"]["fraction_of_bound"]
+
+
+def measure_gemms(cfg: dict, threads: int, when: str) -> list:
+    if cfg["repeats"] == 0:
+        return []
+    log(f"  GEMM {cfg['gemm_n']}^3 float32, {when} ...")
+    gemms = gemm.measure(cfg["gemm_n"], threads, max(cfg["repeats"], 3), cfg["warmup"],
+                         cfg["pause"])
+    for g in gemms:
+        g["when"] = when
+        log(f"    {g['name']:20s} "
+            + (f"{g['gflops']:8.1f} GFLOP/s" if "gflops" in g else g["note"]))
+    return gemms
 
 
 def run(cfg: dict) -> dict:
@@ -108,16 +128,9 @@ def run(cfg: dict) -> dict:
     threads = cfg["threads"]
     log(f"threads {threads}: CPUs {sorted(os.sched_getaffinity(0))}")
     backends = load_backends(cfg["backends"], threads)
-    if cfg["repeats"] == 0:
-        gemms, best = [], None
-    else:
-        log(f"  GEMM {cfg['gemm_n']}^3 float32 ...")
-        gemms, best = gemm.measure(cfg["gemm_n"], threads, max(cfg["repeats"], 3), cfg["warmup"],
-                                   cfg["pause"])
-    for g in gemms:
-        log(f"    {g['name']:20s} "
-            + (f"{g['gflops']:8.1f} GFLOP/s" if "gflops" in g else g["note"]))
-    bound = best["gflops"] if best else None
+    # The GEMM rates before and after the rows; the best of all is the bound (a busy moment
+    # lowers one measurement, not both).
+    gemms = measure_gemms(cfg, threads, "start")
     rows = []
     rng_seed = cfg["seed"]
     cases = build_cases(cfg["cells"], [tuple(s) for s in cfg["shapes"]],
@@ -127,7 +140,12 @@ def run(cfg: dict) -> dict:
         for mode in cfg["modes"]:
             log(f"{case.key} {mode}")
             want = reference_peer.expected(case, mode, inputs)
-            rows.append(run_row(case, mode, inputs, want, backends, cfg, bound))
+            rows.append(run_row(case, mode, inputs, want, backends, cfg))
+    gemms += measure_gemms(cfg, threads, "end")
+    best = gemm.best(gemms)
+    bound = best["gflops"] if best else None
+    for row in rows:
+        apply_bound(row, bound)
     return {
         "threads": threads,
         "cpus": sorted(os.sched_getaffinity(0)),
