@@ -152,7 +152,9 @@ def run_threads(threads: int, cfg: dict) -> dict:
 
 def worker_main(spec_path: str) -> int:
     cfg = json.loads(Path(spec_path).read_text())
-    os.sched_setaffinity(0, os.sched_getaffinity(0))  # set by the parent before exec
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) != cfg["threads"]:  # started by hand, not by run_threads: libraries are loaded
+        raise SystemExit(f"a worker must start on {cfg['threads']} CPUs, it has {len(cpus)}")
     import worker
     from harness import Mismatch
 
