@@ -21,9 +21,10 @@ import numpy as np
 # T*B terms, tight enough that a wrong gate order or a missing term fails by orders of magnitude.
 TOLERANCE = 1e-4
 # ReLU gradients: where a pre-activation lies within float32 rounding of 0, float32 and float64
-# take different sides of the kink, and that unit's gradient path differs outright (a few in a
-# million units at the large shapes; ~1e-3 relative in dx). A wrong derivative is still O(1).
-RELU_GRAD_TOLERANCE = 1e-2
+# take different sides of the kink, and that unit's gradient path differs outright: one such
+# unit in 5 million (T=20, B=256, H=1024) moves dx by 1.1e-2 and dw_ih by 8e-3 in this measure.
+# A wrong derivative or a missing term is still O(1).
+RELU_GRAD_TOLERANCE = 5e-2
 
 
 def tolerance(cell: str, name: str) -> float:

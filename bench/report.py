@@ -54,7 +54,8 @@ def run_table(run: dict) -> str:
         lines.append(_gemm_line(run))
     fr = run["backends"].get("fastrnn", {}).get("info") or {}
     if fr:
-        lines.append(f"fastrnn {fr.get('version')}: isa {fr.get('isa')}, {fr.get('blas')}")
+        lines.append(f"fastrnn {fr.get('version')} ({fr.get('path')}): isa {fr.get('isa')}, "
+                     f"{fr.get('blas')}")
     for n in names:
         note = run["backends"][n]["note"]
         if note:

@@ -111,21 +111,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def child_env(threads: int) -> dict:
-    """The environment of a worker: thread variables read when the libraries load, and fastrnn
-    from this checkout when it is not installed."""
+    """The environment of a worker: thread variables read when the libraries load, and the
+    fastrnn built in this checkout (python/fastrnn with its compiled module) ahead of any installed
+    one, so that a checkout measures itself; without an in-tree build, the installed package."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     env.setdefault("JAX_PLATFORMS", "cpu")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     in_tree = HERE.parent / "python"
-    try:
-        import importlib.util
-
-        installed = importlib.util.find_spec("fastrnn") is not None
-    except (ImportError, ValueError):
-        installed = False
-    if not installed and (in_tree / "fastrnn").is_dir():
+    if any((in_tree / "fastrnn").glob("_C*.so")):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(in_tree), env.get("PYTHONPATH")]))
     return env
 

@@ -7,6 +7,7 @@ forward's result holds for backward beyond the caller's inputs (y and the saved 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict
 
 import numpy as np
@@ -30,7 +31,8 @@ def configure(threads: int) -> dict:
     import fastrnn
 
     fastrnn.set_num_threads(threads)
-    return {"version": fastrnn.__version__, "threads": fastrnn.get_num_threads(),
+    return {"version": fastrnn.__version__, "path": os.path.dirname(fastrnn.__file__),
+            "threads": fastrnn.get_num_threads(),
             "isa": fastrnn._C.isa(), "blas": fastrnn._C.blas_info()}
 
 
