@@ -84,6 +84,8 @@ def run_table(run: dict) -> str:
                      + f"  {ratio:>12s}  {_ms(r.get('bound_s')):>8s}  {frac:>8s}  {kept:>8s}")
     for (n, note), cases in notes.items():
         lines.append(f"  {n}: {note} ({len(cases)} rows)")
+    if run.get("stopped"):
+        lines.append(run["stopped"])
     return "\n".join(lines)
 
 

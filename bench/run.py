@@ -140,8 +140,8 @@ def run_threads(threads: int, cfg: dict) -> dict:
         proc = subprocess.run([sys.executable, str(HERE / "run.py"), "--worker", str(spec)],
                               env=child_env(threads),
                               preexec_fn=lambda: os.sched_setaffinity(0, mine))
-        if proc.returncode != 0:
-            raise SystemExit(proc.returncode)
+        if proc.returncode not in (0, 3) or not out.exists():  # 3: stopped on a mismatch
+            raise SystemExit(proc.returncode or 1)
         return json.loads(out.read_text())
 
 
@@ -151,15 +151,10 @@ def worker_main(spec_path: str) -> int:
     if len(cpus) != cfg["threads"]:  # started by hand, not by run_threads: libraries are loaded
         raise SystemExit(f"a worker must start on {cfg['threads']} CPUs, it has {len(cpus)}")
     import worker
-    from harness import Mismatch
 
-    try:
-        result = worker.run(cfg)
-    except Mismatch as e:
-        print(f"MISMATCH, the run stops: {e}", file=sys.stderr)
-        return 3
+    result = worker.run(cfg)
     Path(cfg["out"]).write_text(json.dumps(result, indent=1, default=float))
-    return 0
+    return 3 if result["stopped"] else 0
 
 
 def machine() -> dict:
@@ -188,7 +183,11 @@ def main(argv=None) -> int:
            "warmup": args.warmup, "gemm_n": args.gemm_size, "seed": args.seed,
            "pause": 0.0 if args.quick else PAUSE_S}
     started = datetime.datetime.now(datetime.timezone.utc)
-    runs = [run_threads(t, cfg) for t in args.threads]
+    runs = []
+    for t in args.threads:
+        runs.append(run_threads(t, cfg))
+        if runs[-1].get("stopped"):
+            break
     result = {"started": started.isoformat(timespec="seconds"),
               "seconds": (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(),
               "quick": args.quick, "config": cfg, "machine": machine(), "runs": runs}
@@ -203,6 +202,10 @@ def main(argv=None) -> int:
         png = Path(args.plot) if args.plot else path.with_suffix(".png")
         note = plot(result, png)
         print(note)
+    stopped = [r["stopped"] for r in runs if r.get("stopped")]
+    if stopped:
+        print("\n" + stopped[0], file=sys.stderr)
+        return 3
     return 0
 
 

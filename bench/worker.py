@@ -135,12 +135,17 @@ def run(cfg: dict) -> dict:
     rng_seed = cfg["seed"]
     cases = build_cases(cfg["cells"], [tuple(s) for s in cfg["shapes"]],
                         tuple(cfg["stacked"]) if cfg["stacked"] else None)
-    for case in cases:
-        inputs = case.make_inputs(np.random.default_rng(rng_seed))
-        for mode in cfg["modes"]:
-            log(f"{case.key} {mode}")
-            want = reference_peer.expected(case, mode, inputs)
-            rows.append(run_row(case, mode, inputs, want, backends, cfg))
+    stopped = None
+    try:
+        for case in cases:
+            inputs = case.make_inputs(np.random.default_rng(rng_seed))
+            for mode in cfg["modes"]:
+                log(f"{case.key} {mode}")
+                want = reference_peer.expected(case, mode, inputs)
+                rows.append(run_row(case, mode, inputs, want, backends, cfg))
+    except Mismatch as e:  # the run stops; what was measured so far is still written
+        stopped = f"MISMATCH, the run stops: {e}"
+        log(stopped)
     gemms += measure_gemms(cfg, threads, "end")
     best = gemm.best(gemms)
     bound = best["gflops"] if best else None
@@ -148,6 +153,7 @@ def run(cfg: dict) -> dict:
         apply_bound(row, bound)
     return {
         "threads": threads,
+        "stopped": stopped,
         "cpus": sorted(os.sched_getaffinity(0)),
         "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",

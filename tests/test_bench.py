@@ -164,3 +164,22 @@ def test_a_missing_peer_is_skipped_with_a_note(tmp_path):
     for row in run["rows"]:
         assert "jax" not in row["results"] and "jax" in row["notes"]
         assert "fastrnn" in row["results"]
+
+
+def test_a_mismatch_stops_the_run_with_exit_3_and_keeps_what_was_measured(tmp_path):
+    import shutil
+
+    copy = tmp_path / "bench"
+    shutil.copytree(BENCH, copy, ignore=shutil.ignore_patterns("results", "__pycache__"))
+    harness_py = copy / "harness.py"
+    text = harness_py.read_text()
+    assert "\nTOLERANCE = 1e-4\n" in text
+    harness_py.write_text(text.replace("\nTOLERANCE = 1e-4\n", "\nTOLERANCE = 1e-12\n"))
+    out = tmp_path / "stopped.json"
+    proc = subprocess.run([sys.executable, str(copy / "run.py"), "--quick", "--cells", "lstm",
+                           "--backends", "fastrnn,reference", "--json", str(out)], env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "MISMATCH" in proc.stderr and "fastrnn on lstm" in proc.stderr
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["stopped"].startswith("MISMATCH") and run["rows"] == []
