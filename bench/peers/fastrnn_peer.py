@@ -8,7 +8,7 @@ forward's result holds for backward beyond the caller's inputs (y and the saved 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Dict
 
 import numpy as np
 
@@ -83,10 +83,6 @@ def _sequence(case, mode: str, a: Dict[str, np.ndarray]) -> Prepared:
         return numpy_kept_bytes((res.y, res._ctx), a.values())
 
     return Prepared(run, fetch, kept if training else None)
-
-
-def _field(obj: Any, name: str):
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def _stacked(case, mode: str, a: Dict[str, np.ndarray]) -> Prepared:
