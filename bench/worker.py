@@ -1,0 +1,167 @@
+"""One thread count, in one process: the GEMM rates, then every case x mode x backend: prepare,
+check against the reference (a mismatch stops the run), time, count the memory kept.
+
+run.py starts this process already restricted to `threads` CPUs, with the BLAS thread variables
+set, so that every library sizes its pools to the same count from the start.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Dict, List
+
+import numpy as np
+
+import gemm
+import peers
+from harness import Mismatch, check, gflops, time_calls
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_backends(names: List[str], threads: int) -> Dict[str, dict]:
+    """Each backend's module and what it runs with, or the note saying why it is skipped."""
+    backends = {}
+    for name in names:
+        mod = peers.load(name)
+        note = mod.available()
+        info = None if note else mod.configure(threads)
+        if note:
+            log(f"  skip {name}: {note}")
+        backends[name] = {"module": mod, "note": note, "info": info}
+    return backends
+
+
+def run_backend(mod, case, mode: str, inputs, want, cfg: dict) -> dict:
+    """Check one backend on one row, then time it (repeats 0: check only); the figures."""
+    prepared = mod.prepare(case, mode, inputs)
+    out = prepared.run()
+    err = check(mod.NAME, f"{case.key} {mode}", prepared.fetch(out), want, case.cell)
+    del out
+    if cfg["repeats"] == 0:
+        return {"error": err}
+    # The pools of the backend before (OpenBLAS and OpenMP threads spin a while after their last
+    # task) must be asleep before this one is timed, or they take its CPUs.
+    time.sleep(cfg["pause"])
+    timing = time_calls(prepared.run, cfg["repeats"], cfg["warmup"])
+    result = {"error": err, **timing.as_dict()}
+    if prepared.kept is not None:
+        result["kept_bytes"] = prepared.kept()
+    return result
+
+
+def run_row(case, mode: str, inputs, want, backends, cfg) -> dict:
+    flops = case.flops(mode)
+    row = {"case": case.key, "kind": case.kind, "cell": case.cell, "mode": mode,
+           "shape": {"T": case.T, "B": case.B, "I": case.I, "H": case.H}, "flops": flops,
+           "results": {}, "notes": {}}
+    if case.kind == "stacked":
+        row["shape"].update(layers=case.layers, bidirectional=case.bidirectional)
+    for name, b in backends.items():
+        if b["note"]:
+            row["notes"][name] = b["note"]
+            continue
+        note = b["module"].supports(case, mode)
+        if note:
+            row["notes"][name] = note
+            continue
+        t0 = time.perf_counter()
+        try:
+            res = run_backend(b["module"], case, mode, inputs, want, cfg)
+        except Mismatch:
+            raise
+        except Exception as e:  # noqa: BLE001  (a backend that fails is noted; the run goes on)
+            row["notes"][name] = f"failed: {type(e).__name__}: {e}"
+            log(f"  {name}: FAILED {type(e).__name__}: {e}")
+            continue
+        row["results"][name] = res
+        if "median_s" not in res:
+            log(f"  {name:9s} checked (error {res['error']:.1e}, {time.perf_counter() - t0:.1f} s)")
+            continue
+        res["gflops"] = gflops(flops, res["median_s"])
+        log(f"  {name:9s} {res['median_s'] * 1e3:10.3f} ms  (check {res['error']:.1e}, "
+            f"{time.perf_counter() - t0:.1f} s)")
+    figures = {n: r for n, r in row["results"].items() if "median_s" in r}
+    peer_times = {n: r["median_s"] for n, r in figures.items() if backends[n]["module"].COMPARE}
+    if peer_times:
+        fastest = min(peer_times, key=peer_times.get)
+        row["fastest_peer"] = fastest
+        if "fastrnn" in figures:
+            row["ratio"] = peer_times[fastest] / figures["fastrnn"]["median_s"]
+    if "fastrnn" in figures:
+        row["kept_bytes"] = figures["fastrnn"].get("kept_bytes")
+    return row
+
+
+def apply_bound(row: dict, bound_gflops) -> None:
+    """The row's FLOP bound at the GEMM rate, and the fraction of it each backend reaches."""
+    row["bound_s"] = row["flops"] / (bound_gflops * 1e9) if bound_gflops else None
+    for res in row["results"].values():
+        if "gflops" in res:
+            res["fraction_of_bound"] = res["gflops"] / bound_gflops if bound_gflops else None
+    if "fraction_of_bound" in row["results"].get("fastrnn", {}):
+        row["fraction_of_bound"] = row["results"]["fastrnn"]["fraction_of_bound"]
+
+
+def measure_gemms(cfg: dict, threads: int, when: str) -> list:
+    if cfg["repeats"] == 0:
+        return []
+    log(f"  GEMM {cfg['gemm_n']}^3 float32, {when} ...")
+    gemms = gemm.measure(cfg["gemm_n"], threads, max(cfg["repeats"], 3), cfg["warmup"],
+                         cfg["pause"])
+    for g in gemms:
+        g["when"] = when
+        log(f"    {g['name']:20s} "
+            + (f"{g['gflops']:8.1f} GFLOP/s" if "gflops" in g else g["note"]))
+    return gemms
+
+
+def run(cfg: dict) -> dict:
+    """The whole measurement at cfg['threads'] threads; a JSON-ready dict."""
+    from cases import build_cases
+    from peers import reference_peer
+
+    threads = cfg["threads"]
+    log(f"threads {threads}: CPUs {sorted(os.sched_getaffinity(0))}")
+    backends = load_backends(cfg["backends"], threads)
+    # The GEMM rates before and after the rows; the best of all is the bound (a busy moment
+    # lowers one measurement, not both).
+    gemms = measure_gemms(cfg, threads, "start")
+    rows = []
+    rng_seed = cfg["seed"]
+    cases = build_cases(cfg["cells"], [tuple(s) for s in cfg["shapes"]],
+                        tuple(cfg["stacked"]) if cfg["stacked"] else None)
+    stopped = None
+    try:
+        for case in cases:
+            inputs = case.make_inputs(np.random.default_rng(rng_seed))
+            for mode in cfg["modes"]:
+                log(f"{case.key} {mode}")
+                want = reference_peer.expected(case, mode, inputs)
+                rows.append(run_row(case, mode, inputs, want, backends, cfg))
+    except Mismatch as e:  # the run stops; what was measured so far is still written
+        stopped = f"MISMATCH, the run stops: {e}"
+        log(stopped)
+    gemms += measure_gemms(cfg, threads, "end")
+    best = gemm.best(gemms)
+    bound = best["gflops"] if best else None
+    for row in rows:
+        apply_bound(row, bound)
+    return {
+        "threads": threads,
+        "stopped": stopped,
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                               "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
+                                               "XLA_FLAGS")},
+        "backends": {n: {"note": b["note"], "info": b["info"], "title": b["module"].TITLE,
+                         "compare": b["module"].COMPARE} for n, b in backends.items()},
+        "gemm": gemms,
+        "gemm_best": best["name"] if best else None,
+        "bound_gflops": bound,
+        "rows": rows,
+    }

@@ -1,0 +1,185 @@
+"""The benchmark harness (bench/): the smoke run end to end, and the checks that stop a run.
+
+No timing assertions: figures are only checked to exist and be positive numbers.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+
+import harness  # noqa: E402
+from cases import SequenceCase, StackedLSTMCase  # noqa: E402
+from peers import reference_peer  # noqa: E402
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"),
+                                                      env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--json", str(out)],
+                          env=_env(), capture_output=True, text=True, timeout=600)
+    return proc, out
+
+
+def test_quick_run_exits_zero_and_prints_the_table(quick_run):
+    proc, _ = quick_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "peer/fr" in proc.stdout and "of bound" in proc.stdout
+
+
+def test_quick_run_writes_json_with_every_figure(quick_run):
+    proc, out = quick_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert {"started", "machine", "config", "runs"} <= set(result)
+    assert result["quick"] is True
+    (run,) = result["runs"]  # --quick: one thread count
+    assert run["threads"] == 1 and len(run["cpus"]) == 1
+    assert {"backends", "gemm", "gemm_best", "bound_gflops", "rows"} <= set(run)
+    assert run["bound_gflops"] > 0
+    measured = [g for g in run["gemm"] if "gflops" in g]
+    assert any(g["name"] == "openblas (fastrnn)" for g in measured)
+    assert all(g["gflops"] > 0 and g["ok"] for g in measured)
+    cells = {(r["cell"], r["kind"]) for r in run["rows"]}
+    assert {("rnn_tanh", "sequence"), ("rnn_relu", "sequence"), ("lstm", "sequence"),
+            ("gru", "sequence"), ("lstm", "stacked")} <= cells
+    for row in run["rows"]:
+        assert {"case", "mode", "shape", "flops", "bound_s", "results", "notes"} <= set(row)
+        assert row["flops"] > 0 and row["bound_s"] > 0
+        for name, fig in row["results"].items():
+            assert fig["min_s"] <= fig["median_s"] <= fig["max_s"], name
+            assert len(fig["times_s"]) == result["config"]["repeats"]
+            assert fig["error"] <= harness.tolerance(row["cell"], "dx")
+        if row["kind"] == "sequence":
+            assert "fastrnn" in row["results"] and "reference" in row["results"]
+            assert row["fraction_of_bound"] > 0
+            if row["mode"] == "train":
+                assert row["kept_bytes"] > 0
+            if any(run["backends"][n]["compare"] and n in row["results"]
+                   for n in run["backends"]):
+                assert row["ratio"] > 0 and row["fastest_peer"] in row["results"]
+
+
+def test_quick_run_notes_every_backend_it_skips(quick_run):
+    proc, out = quick_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads(out.read_text())["runs"][0]
+    for row in run["rows"]:
+        for name in run["backends"]:
+            assert (name in row["results"]) != (name in row["notes"]), (row["case"], name)
+
+
+def test_flops_follow_the_issue_formula():
+    case = SequenceCase("gru", 100, 16, 256, 128)
+    assert case.flops("forward") == 2 * 100 * 16 * (256 + 128) * 3 * 128
+    assert case.flops("train") == 3 * case.flops("forward")
+    stacked = StackedLSTMCase(10, 2, 6, 4)
+    layer0 = 2 * 10 * 2 * (6 + 4) * 4 * 4
+    layer1 = 2 * 10 * 2 * (8 + 4) * 4 * 4
+    assert stacked.flops("forward") == 2 * (layer0 + layer1)
+
+
+def test_check_stops_on_a_wrong_array_and_on_a_missing_one():
+    want = {"y": np.ones((3, 2, 4)), "h_n": np.ones((2, 4))}
+    ok = {k: v.astype(np.float32) for k, v in want.items()}
+    assert harness.check("x", "case", ok, want) == 0.0
+    bad = dict(ok, h_n=ok["h_n"] * 1.01)
+    with pytest.raises(harness.Mismatch, match="'h_n'"):
+        harness.check("x", "case", bad, want)
+    with pytest.raises(harness.Mismatch, match="no 'h_n'"):
+        harness.check("x", "case", {"y": ok["y"]}, want)
+    nan = dict(ok, y=np.full((3, 2, 4), np.nan))
+    with pytest.raises(harness.Mismatch):
+        harness.check("x", "case", nan, want)
+
+
+def test_stacked_reference_matches_torch_gradients():
+    torch = pytest.importorskip("torch")
+    case = StackedLSTMCase(4, 3, 5, 2)
+    inputs = case.make_inputs(np.random.default_rng(1))
+    want = reference_peer.expected(case, "train", inputs)
+    m = torch.nn.LSTM(5, 2, num_layers=2, bidirectional=True).double()
+    m.load_state_dict({k: torch.from_numpy(v.astype(np.float64))
+                       for k, v in case.state_dict(inputs).items()})
+    x = torch.from_numpy(inputs["x"].astype(np.float64)).requires_grad_()
+    y, (h_n, c_n) = m(x)
+    (y.sum() + h_n.sum()).backward()
+    np.testing.assert_allclose(want["y"], y.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(want["c_n"], c_n.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(want["dx"], x.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, p in m.named_parameters():
+        np.testing.assert_allclose(want["d" + name], p.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_onnx_without_the_gate_reordering_is_caught():
+    onnx_peer = pytest.importorskip("peers.onnx_peer")
+    if onnx_peer.available():
+        pytest.skip(onnx_peer.available())
+    onnx_peer.configure(1)
+    case = SequenceCase("lstm", 5, 2, 3, 4)
+    inputs = case.make_inputs(np.random.default_rng(2))
+    want = reference_peer.expected(case, "forward", inputs)
+    prepared = onnx_peer.prepare(case, "forward", inputs)
+    assert harness.check("onnx", case.key, prepared.fetch(prepared.run()), want) < 1e-5
+    order = onnx_peer._TORCH_TO_ONNX
+    try:
+        onnx_peer._TORCH_TO_ONNX = dict(order, lstm=[0, 1, 2, 3])  # torch's order, unconverted
+        wrong = onnx_peer.prepare(case, "forward", inputs)
+        with pytest.raises(harness.Mismatch):
+            harness.check("onnx", case.key, wrong.fetch(wrong.run()), want)
+    finally:
+        onnx_peer._TORCH_TO_ONNX = order
+
+
+def test_a_missing_peer_is_skipped_with_a_note(tmp_path):
+    fake = tmp_path / "jax"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('jax is hidden for this test')\n")
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    out = tmp_path / "quick.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--backends",
+                           "fastrnn,reference,jax", "--cells", "gru", "--no-stacked",
+                           "--json", str(out)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads(out.read_text())["runs"][0]
+    assert "not installed" in run["backends"]["jax"]["note"]
+    assert "jax: skipped" in proc.stdout
+    for row in run["rows"]:
+        assert "jax" not in row["results"] and "jax" in row["notes"]
+        assert "fastrnn" in row["results"]
+
+
+def test_a_mismatch_stops_the_run_with_exit_3_and_keeps_what_was_measured(tmp_path):
+    import shutil
+
+    copy = tmp_path / "bench"
+    shutil.copytree(BENCH, copy, ignore=shutil.ignore_patterns("results", "__pycache__"))
+    harness_py = copy / "harness.py"
+    text = harness_py.read_text()
+    assert "\nTOLERANCE = 1e-4\n" in text
+    harness_py.write_text(text.replace("\nTOLERANCE = 1e-4\n", "\nTOLERANCE = 1e-12\n"))
+    out = tmp_path / "stopped.json"
+    proc = subprocess.run([sys.executable, str(copy / "run.py"), "--quick", "--cells", "lstm",
+                           "--backends", "fastrnn,reference", "--json", str(out)], env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "MISMATCH" in proc.stderr and "fastrnn on lstm" in proc.stderr
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["stopped"].startswith("MISMATCH") and run["rows"] == []
