@@ -12,6 +12,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def as_float_array(name: str, value: Any) -> np.ndarray:
     """`value` as an ndarray of float32 or float64 (array-likes of Python numbers become float64)."""
+    if type(value) is np.ndarray and value.dtype in FLOAT_DTYPES:  # the common case, first
+        return value
     if value is None or isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an array of float32 or float64, got {type(value).__name__}")
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)
@@ -27,16 +29,18 @@ def as_float_array(name: str, value: Any) -> np.ndarray:
 def common_dtype(arrays: dict[str, Optional[np.ndarray]]) -> np.dtype:
     """The one dtype of all given arrays; a mix is a TypeError naming the arrays."""
     dtypes = {name: a.dtype for name, a in arrays.items() if a is not None}
-    kinds = set(dtypes.values())
-    if len(kinds) > 1:
+    first = next(iter(dtypes.values()))
+    if any(d != first for d in dtypes.values()):
         listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
         raise TypeError(f"all arrays must have the same dtype (float32 or float64), got {listed}")
-    return kinds.pop()
+    return first
 
 
 def check_shape(name: str, arr: np.ndarray, shape: Sequence[Optional[int]], what: str) -> None:
     """Raise ValueError unless arr.shape matches `shape` (None matches any size); `what` spells the
     expected shape in symbols, e.g. '(4*H, I) = (512, 128)'."""
+    if arr.shape == tuple(shape):
+        return
     ok = arr.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, arr.shape))
     if not ok:
         raise ValueError(f"{name} must have shape {what}, got {tuple(arr.shape)}")
@@ -44,4 +48,6 @@ def check_shape(name: str, arr: np.ndarray, shape: Sequence[Optional[int]], what
 
 def contiguous(arr: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """A C-contiguous array with the same values (the same object when it already is one)."""
-    return None if arr is None else np.ascontiguousarray(arr)
+    if arr is None or arr.flags.c_contiguous:
+        return arr
+    return np.ascontiguousarray(arr)
