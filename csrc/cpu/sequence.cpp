@@ -17,6 +17,7 @@
 #include "../cells/lstm.h"
 #include "../cells/rnn.h"
 #include "blas.h"
+#include "buffer.h"
 #include "isa.h"
 #include "panel.h"
 #include "sequence.h"
@@ -71,16 +72,19 @@ int threads_for(long step_flops, long hidden) {
 // w (G*H, K) repacked for the forward panel: per block of `width` units, [k][gate][unit], units
 // past H zero.
 template <typename T>
-std::vector<T> pack_gate_blocks(const T* w, long G, long H, long K, long width) {
-  const long blocks = (H + width - 1) / width;
-  std::vector<T> out(blocks * K * G * width, T(0));
-  for (long blk = 0; blk < blocks; ++blk)
-    for (long g = 0; g < G; ++g)
-      for (long lane = 0; lane < width && blk * width + lane < H; ++lane) {
-        const T* src = w + (g * H + blk * width + lane) * K;
-        T* dst = out.data() + blk * K * G * width + g * width + lane;
-        for (long k = 0; k < K; ++k) dst[k * G * width] = src[k];
-      }
+Buffer<T> pack_gate_blocks(const T* w, long G, long H, long K, long width) {
+  const long blocks = (H + width - 1) / width, tile = 32;  // a tile of k keeps both sides in cache
+  Buffer<T> out(blocks * K * G * width);
+  for (long blk = 0; blk < blocks; ++blk) {
+    const long lanes = std::min(width, H - blk * width);
+    T* dst = out.data() + blk * K * G * width;
+    for (long k0 = 0; k0 < K; k0 += tile)
+      for (long g = 0; g < G; ++g)
+        for (long lane = 0; lane < lanes; ++lane) {
+          const T* src = w + (g * H + blk * width + lane) * K;
+          for (long k = k0; k < std::min(K, k0 + tile); ++k) dst[k * G * width + g * width + lane] = src[k];
+        }
+  }
   return out;
 }
 
@@ -95,8 +99,8 @@ inline bool narrow_batch(long rows) { return rows <= 2; }
 
 // w (rows, cols) with each row padded with zeros to cols_pad.
 template <typename T>
-std::vector<T> pad_columns(const T* w, long rows, long cols, long cols_pad) {
-  std::vector<T> out(rows * cols_pad, T(0));
+Buffer<T> pad_columns(const T* w, long rows, long cols, long cols_pad) {
+  Buffer<T> out(rows * cols_pad);
   for (long r = 0; r < rows; ++r) std::memcpy(out.data() + r * cols_pad, w + r * cols, cols * sizeof(T));
   return out;
 }
@@ -250,10 +254,11 @@ template <typename T, CellKind cell>
 void forward(const LayerForward<T>& a, const Steps& s) {
   constexpr long W = Vec<T>::width;
   const long H = a.hidden, I = a.input, O = a.state(), G = gate_count(cell);
-  std::vector<T> zeros, bias;
+  Buffer<T> zeros;
+  std::vector<T> bias;
   const T* h0 = a.h0;
   if (!h0) {
-    zeros.assign(a.batch * O, T(0));
+    zeros = Buffer<T>(a.batch * O);
     h0 = zeros.data();
   }
   if (a.b_ih) {  // GRU: b_hh stays inside r * (W_hn h + b_hn), added per step
@@ -264,7 +269,7 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   const bool training = a.saved != nullptr;
   // Where the x-side gates live: the RNN's straight in y; training: the saved buffer;
   // inference: a chunk buffer.
-  std::vector<T> work, full_work, w_hr_t;
+  Buffer<T> work, full_work, w_hr_t;
   long ld = G * H, chunk = std::max<long>(a.steps, 1);
   T* gates;
   if (G == 1) {
@@ -275,7 +280,7 @@ void forward(const LayerForward<T>& a, const Steps& s) {
     ld = saved_columns(cell, H, a.proj);
   } else {
     chunk = chunk_steps(s, a.steps);
-    work.resize(std::max<long>(1, s.offset[std::min(chunk, a.steps)]) * G * H);
+    work = Buffer<T>(std::max<long>(1, s.offset[std::min(chunk, a.steps)]) * G * H, false);
     gates = work.data();
   }
   const long o_pad = (O + W - 1) / W * W;
@@ -286,18 +291,18 @@ void forward(const LayerForward<T>& a, const Steps& s) {
       h_full = a.saved + 5 * H;
       ld_full = ld;
     } else {
-      full_work.resize(a.batch * H);
+      full_work = Buffer<T>(a.batch * H, false);
       h_full = full_work.data();
       ld_full = H;
     }
     // W_hr (O, H) transposed to (H, o_pad).
-    w_hr_t.assign(H * o_pad, T(0));
+    w_hr_t = Buffer<T>(H * o_pad);
     for (long o = 0; o < O; ++o)
       for (long j = 0; j < H; ++j) w_hr_t[j * o_pad + o] = a.w_hr[o * H + j];
   }
   constexpr int NB = wide_blocks<cell>();
   const bool wide = narrow_batch(a.steps ? s.size[0] : 0);
-  const std::vector<T> w_packed = pack_gate_blocks(a.w_hh, G, H, O, (wide ? NB : 1) * W);
+  const Buffer<T> w_packed = pack_gate_blocks(a.w_hh, G, H, O, (wide ? NB : 1) * W);
   const Forward<T> f{a, s, H, I, O, ld, gates, !work.empty(), chunk, w_packed.data(),
                      bias.empty() ? nullptr : bias.data(), h0, h_full, ld_full, w_hr_t.data(),
                      o_pad};
@@ -468,28 +473,29 @@ void backward(const LayerBackward<T>& g, const Steps& s) {
   const LayerForward<T>& a = *g.fwd;
   constexpr long W = Vec<T>::width;
   const long H = a.hidden, O = a.state(), G = gate_count(cell), rows = s.rows();
-  std::vector<T> zeros_h, zeros_c, dgx(rows * G * H), dgh, dh_direct, h_prev(rows * O), dh_out,
-      w_hr_padded;
+  // Every row of dgx, dgh, h_prev and dh_out is written before it is read.
+  Buffer<T> zeros_h, zeros_c, dgx(rows * G * H, false), dgh, dh_direct, h_prev(rows * O, false),
+      dh_out, w_hr_padded;
   if (cell == CellKind::gru) {
-    dgh.resize(rows * G * H);
-    dh_direct.resize(a.batch * H);
+    dgh = Buffer<T>(rows * G * H, false);
+    dh_direct = Buffer<T>(a.batch * H, false);
   }
   const T* h0 = a.h0;
   if (!h0) {
-    zeros_h.assign(a.batch * O, T(0));
+    zeros_h = Buffer<T>(a.batch * O);
     h0 = zeros_h.data();
   }
   const T* c0 = a.c0;
   if (!c0) {
-    zeros_c.assign(a.batch * H, T(0));
+    zeros_c = Buffer<T>(a.batch * H);
     c0 = zeros_c.data();
   }
   constexpr int NB = 4;  // output vectors per panel for narrow batches (see wide_blocks)
   const bool wide = narrow_batch(a.steps ? s.size[0] : 0);
   const long o_pad = (O + NB * W - 1) / (NB * W) * (NB * W), h_pad = (H + W - 1) / W * W;
-  const std::vector<T> w_padded = pad_columns(a.w_hh, G * H, O, o_pad);
+  const Buffer<T> w_padded = pad_columns(a.w_hh, G * H, O, o_pad);
   if (a.proj > 0) {
-    dh_out.resize(rows * O);
+    dh_out = Buffer<T>(rows * O, false);
     w_hr_padded = pad_columns(a.w_hr, O, H, h_pad);
   }
   const Backward<T> k{g, s, H, a.input, O, dgx.data(), dgh.empty() ? dgx.data() : dgh.data(),
