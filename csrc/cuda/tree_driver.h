@@ -118,7 +118,8 @@ std::unique_ptr<TreeState<B, T, A>> run_tree_forward(B& be, const TreeForwardArg
     const TreeLevel lv = st->level(l);
     const long m = lv.rows(), ne = lv.edges();
     A* forget = st->forget.data() ? st->forget.data() + (a.training ? lv.e0 * H : 0) : nullptr;
-    if (N) be.each(m * rec_width, BiasRows<T, A>{rec.data(), rec_width, rec_width, a.b_hh, nullptr});
+    if (N)
+      be.each(m * rec_width, BiasRows<T, A>{rec.data(), rec_width, rec_width, a.b_hh, nullptr});
     if (ne > 0) {
       be.each(m * H, GatherChildren<T, A>{h_in.data(), h, edges, lv.r0, H, N});
       if (!N) {  // i, u, o += U h~; the edges' forget pre-activations U_f h_k
@@ -176,7 +177,8 @@ void run_tree_backward(B& be, const TreeState<B, T, A>& st, const TreeBackwardAr
     if (!N) {
       const T* dg = dgx.data() + lv.r0 * G;
       gemm(be, false, false, m, H, H, dg, G, a.w_hh, H, false, d_in.data(), H);
-      gemm(be, false, false, m, H, 2 * H, dg + 2 * H, G, a.w_hh + 2 * H * H, H, true, d_in.data(), H);
+      gemm(be, false, false, m, H, 2 * H, dg + 2 * H, G, a.w_hh + 2 * H * H, H, true, d_in.data(),
+           H);
       gemm(be, false, false, ne, H, H, d_forget.data() + lv.e0 * H, H, a.w_hh + H * H, H, false,
            d_edge.data(), H);
     } else {

@@ -86,8 +86,8 @@ def tree_forward(x: Any, forest: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any
     ctx = None
     if training:
         inputs = {k: a[k] for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh") if a[k] is not None}
-        ctx = GpuTreeContext(lib, dev, dt, n, hidden, {k: tuple(v.shape) for k, v in inputs.items()},
-                             list(inputs.values()), state)
+        shapes = {k: tuple(v.shape) for k, v in inputs.items()}
+        ctx = GpuTreeContext(lib, dev, dt, n, hidden, shapes, list(inputs.values()), state)
     return TreeResult(h=a["h"], c=a["c"], training=bool(training), _ctx=ctx)
 
 

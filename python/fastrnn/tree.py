@@ -61,6 +61,7 @@ class Forest:
         self._n_children = _readonly(np.bincount(p[p >= 0], minlength=n).astype(np.int64))
         self._order = self._c.order
         self._level_offsets = self._c.level_offsets
+        self._arrays: Optional[Tuple[np.ndarray, ...]] = None  # _schedule(), on first use
 
     @classmethod
     def from_trees(cls, trees: Sequence[Any]) -> "Forest":
@@ -136,7 +137,7 @@ class Forest:
 
     def _schedule(self) -> Tuple[np.ndarray, ...]:
         """order, level_offsets, child_offsets, child_rows: the arrays the GPU kernels read."""
-        if getattr(self, "_arrays", None) is None:
+        if self._arrays is None:
             c = self._c
             self._arrays = (c.order, c.level_offsets, c.child_offsets, c.child_rows)
         return self._arrays
