@@ -143,6 +143,8 @@ def test_tree_python_layer_checks_gpu_arguments(monkeypatch):
         fastrnn.tree_lstm_forward(x, [-1, 0, 0], w_ih, dev(np.zeros((8, 2))), arity=1)
     with pytest.raises(ValueError, match="b_ih and b_hh must both be arrays or both be None"):
         fastrnn.tree_lstm_forward(x, [-1, 0, 0], w_ih, w_hh, dev(np.zeros(8)))
+    with pytest.raises(TypeError, match="forest must be a Forest or a host array"):
+        fastrnn.tree_lstm_forward(x, dev(np.array([-1, 0, 0])), w_ih, w_hh)
     with pytest.raises(TypeError, match="training must be a bool"):
         fastrnn.tree_lstm_forward(x, [-1, 0, 0], w_ih, w_hh, training="yes")
 

@@ -45,6 +45,9 @@ def tree_forward(x: Any, forest: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
     n_ary = check_arity(arity)
+    if cuda.is_gpu_array(forest):
+        raise TypeError("forest must be a Forest or a host array of parent indices (the schedule "
+                        "is computed on the host), got a GPU array")
     forest = as_forest(forest)
     module = cuda._require()
     args = cuda._Args(cuda._library_of(x))
