@@ -103,3 +103,24 @@ def test_stack_kernels_build_without_warnings_or_spills(stack_report):
                 f"no {kernel} kernel for sm_{arch}"
     spills = {f"{k} (sm_{a})": v for (k, a), v in names.items() if v != (0, 0)}
     assert not spills, f"register spills (store, load bytes): {spills}"
+
+
+@pytest.fixture(scope="module")
+def tree_report(tmp_path_factory) -> str:
+    return compile_report("tree.cu", tmp_path_factory.mktemp("cuda_tree"))
+
+
+def test_tree_kernels_build_for_every_type_without_warnings_or_spills(tree_report):
+    names = kernels(tree_report)
+    for kernel in ("TreeForwardNode", "TreeBackwardNode", "GatherChildren", "ChildGrads",
+                   "BiasRows", "RowsFromNodes", "RowsToNodes"):
+        for arch in ARCHS:
+            assert any(kernel + "<" in k and a == arch for k, a in names), \
+                f"no {kernel} kernel for sm_{arch}"
+    for kernel in ("TreeForwardNode", "TreeBackwardNode"):
+        for arch in ARCHS:
+            for t in TYPES:
+                assert any(kernel + "<" + t in k and a == arch for k, a in names), \
+                    f"no {kernel}<{t}, ...> kernel for sm_{arch}"
+    spills = {f"{k} (sm_{a})": v for (k, a), v in names.items() if v != (0, 0)}
+    assert not spills, f"register spills (store, load bytes): {spills}"

@@ -23,22 +23,28 @@ ROOT = Path(__file__).resolve().parents[1]
 CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    """The shim, compiled with the host compiler into a temporary folder."""
+def build_shim(tmp_path_factory, source: str, name: str):
+    """tests/cuda_host/<source>, compiled with the host compiler into a temporary folder and
+    imported as module `name`."""
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
         pytest.skip(f"no C++ compiler ({cxx}) to build the host shim")
-    out = tmp_path_factory.mktemp("cuda_host") / ("_cuda_host" + sysconfig.get_config_var("EXT_SUFFIX"))
+    out = tmp_path_factory.mktemp(name) / (name + sysconfig.get_config_var("EXT_SUFFIX"))
     cmd = [cxx, "-O1", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
            "-Wno-unused-parameter", "-I" + pybind11.get_include(),
-           "-I" + sysconfig.get_paths()["include"], str(ROOT / "tests/cuda_host/shim.cpp"),
+           "-I" + sysconfig.get_paths()["include"], str(ROOT / "tests/cuda_host" / source),
            "-o", str(out)]
     subprocess.run(cmd, check=True)
-    spec = importlib.util.spec_from_file_location("_cuda_host", out)
+    spec = importlib.util.spec_from_file_location(name, out)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    """The shim of the layer and stack drivers."""
+    return build_shim(tmp_path_factory, "shim.cpp", "_cuda_host")
 
 
 def tolerances(dtype):

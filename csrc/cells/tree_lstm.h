@@ -36,6 +36,9 @@ FASTRNN_HD void tree_lstm_backward_unit(const LstmGates<V>& act, V c, V dh, V dc
                                         FAct&& f, CChild&& c_child, ChildOut&& child_out,
                                         LstmGates<V>& dpre) {
   const V dc_total = lstm_backward_igo(act, c, dh, dc, dpre);
+#ifdef __CUDA_ARCH__
+#pragma unroll 1  // one child at a time on the GPU: unrolled, the 16-bit kernels spill registers
+#endif
   for (long k = 0; k < children; ++k) {
     const V fk = f(k);
     child_out(k, lstm_backward_forget(fk, c_child(k), dc_total), dc_total * fk);

@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "stack.h"
+#include "tree.h"
 
 namespace py = pybind11;
 using fastrnn::CellKind;
@@ -212,6 +213,61 @@ struct StackBackwardCall {
   static void run(Args&... args) { stack_backward_call<T, A>(args...); }
 };
 
+// ---- the Tree-LSTM (tree.h) ----
+// The forest's schedule as fastrnn.Forest computed it (host arrays); x, weights, outputs and
+// gradients as device pointers by name.
+using Longs = py::array_t<long, py::array::c_style>;
+
+template <typename T, typename A>
+std::shared_ptr<TreeHandle> tree_forward_call(long arity, long input, long hidden,
+                                              const Longs& order, const Longs& level_offsets,
+                                              const Longs& child_offsets, const Longs& child_rows,
+                                              bool training, const py::dict& p, int device,
+                                              std::uintptr_t stream) {
+  const long n = static_cast<long>(order.shape(0));
+  if (level_offsets.shape(0) < 1 || child_offsets.shape(0) != n + 1 ||
+      child_rows.shape(0) != (n ? child_offsets.data()[n] : 0))
+    throw std::invalid_argument("tree_forward: the schedule's arrays do not fit together");
+  TreeForwardArgs<T> a{};
+  a.forest = {n, static_cast<long>(level_offsets.shape(0)) - 1, order.data(),
+              level_offsets.data(), child_offsets.data(), child_rows.data()};
+  a.arity = arity;
+  a.input = input;
+  a.hidden = hidden;
+  a.x = ptr<const T>(p, "x");
+  a.w_ih = ptr<const T>(p, "w_ih");
+  a.w_hh = ptr<const T>(p, "w_hh");
+  a.b_ih = ptr<const T>(p, "b_ih");
+  a.b_hh = ptr<const T>(p, "b_hh");
+  a.h = ptr<T>(p, "h");
+  a.c = ptr<T>(p, "c");
+  a.training = training;
+  py::gil_scoped_release release;
+  DeviceGuard guard(device);
+  return tree_forward<T, A>(a, stream_of(stream));
+}
+
+template <typename T, typename A>
+void tree_backward_call(TreeHandle& state, const py::dict& p, int device, std::uintptr_t stream) {
+  const TreeBackwardArgs<T, A> g{ptr<const T>(p, "dh"), ptr<const T>(p, "dc"), ptr<T>(p, "dx"),
+                                 ptr<A>(p, "dw_ih"),    ptr<A>(p, "dw_hh"),    ptr<A>(p, "db_ih"),
+                                 ptr<A>(p, "db_hh")};
+  py::gil_scoped_release release;
+  DeviceGuard guard(device);
+  tree_backward<T, A>(state, g, stream_of(stream));
+}
+
+template <typename T, typename A>
+struct TreeForwardCall {
+  template <typename... Args>
+  static std::shared_ptr<TreeHandle> run(Args&... args) { return tree_forward_call<T, A>(args...); }
+};
+template <typename T, typename A>
+struct TreeBackwardCall {
+  template <typename... Args>
+  static void run(Args&... args) { tree_backward_call<T, A>(args...); }
+};
+
 // (number of devices, "" ) or (0, why none can be used).
 py::tuple probe() {
   int count = 0;
@@ -255,4 +311,18 @@ PYBIND11_MODULE(_cuda, m) {
            const Pointers& grads, int device, std::uintptr_t stream) {
           by_dtype<StackBackwardCall>(dtype, state, ptrs, grads, device, stream);
         });
+  py::class_<TreeHandle, std::shared_ptr<TreeHandle>>(
+      m, "TreeState", "What tree_backward needs from a training tree_forward, in device memory.");
+  m.def("tree_forward",
+        [](const std::string& dtype, long arity, long input, long hidden, const Longs& order,
+           const Longs& level_offsets, const Longs& child_offsets, const Longs& child_rows,
+           bool training, const py::dict& ptrs, int device, std::uintptr_t stream) {
+          return by_dtype<TreeForwardCall>(dtype, arity, input, hidden, order, level_offsets,
+                                           child_offsets, child_rows, training, ptrs, device,
+                                           stream);
+        });
+  m.def("tree_backward", [](const std::string& dtype, TreeHandle& state, const py::dict& ptrs,
+                            int device, std::uintptr_t stream) {
+    by_dtype<TreeBackwardCall>(dtype, state, ptrs, device, stream);
+  });
 }

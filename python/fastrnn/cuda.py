@@ -1,4 +1,4 @@
-"""fastrnn on NVIDIA GPUs: the sequence kernels for arrays that live on a CUDA device.
+"""fastrnn on NVIDIA GPUs: the sequence and Tree-LSTM kernels for arrays on a CUDA device.
 
 The fastrnn functions route here when given GPU arrays (torch CUDA tensors, CuPy arrays, or
 anything with ``__cuda_array_interface__`` or a CUDA ``__dlpack__``); the results are arrays of the

@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _C
+from . import cuda as _gpu
 from ._checks import as_float_array, check_shape, common_dtype, contiguous
 from ._tree_results import TreeGrads, TreeResult
 
@@ -60,6 +61,7 @@ class Forest:
         self._n_children = _readonly(np.bincount(p[p >= 0], minlength=n).astype(np.int64))
         self._order = self._c.order
         self._level_offsets = self._c.level_offsets
+        self._arrays: Optional[Tuple[np.ndarray, ...]] = None  # _schedule(), on first use
 
     @classmethod
     def from_trees(cls, trees: Sequence[Any]) -> "Forest":
@@ -132,6 +134,13 @@ class Forest:
         if not 0 <= node < self.n_nodes:
             raise ValueError(f"node must be in [0, {self.n_nodes}), got {node}")
         return np.flatnonzero(self._parents == node)
+
+    def _schedule(self) -> Tuple[np.ndarray, ...]:
+        """order, level_offsets, child_offsets, child_rows: the arrays the GPU kernels read."""
+        if self._arrays is None:
+            c = self._c
+            self._arrays = (c.order, c.level_offsets, c.child_offsets, c.child_rows)
+        return self._arrays
 
     def __len__(self) -> int:
         return self.n_nodes
@@ -219,7 +228,16 @@ def tree_lstm_forward(x: Any, forest: Union[Forest, Any], w_ih: Any, w_hh: Any, 
     b_hh: (4H,) or ((3+N)H,); both biases or neither. arity: None for Child-Sum, N for N-ary
     (a node with more than N children is a ValueError). Returns a TreeResult with h and c
     (n_nodes, H); with training=False nothing is kept for backward.
+
+    GPU arrays (x and the weights; torch CUDA tensors, CuPy arrays, anything with
+    ``__cuda_array_interface__`` or a CUDA ``__dlpack__``) run on the GPU (fastrnn.cuda), with the
+    forest's schedule computed on the host; h and c are arrays of x's kind, and float16 and
+    bfloat16 are accepted there too.
     """
+    if _gpu.is_gpu_array(x):
+        from ._cuda_tree import tree_forward as gpu_forward
+
+        return gpu_forward(x, forest, w_ih, w_hh, b_ih, b_hh, arity, training)
     args = TreeArgs(x, forest, w_ih, w_hh, b_ih, b_hh, arity)
     h, c, saved = _C.tree_forward(*args.kernel_args(), bool(training))
     return TreeResult(h=h, c=c, training=bool(training),
@@ -231,7 +249,14 @@ def tree_lstm_backward(result: TreeResult, dh: Any, dc: Any = None) -> TreeGrads
 
     dh, dc: (n_nodes, H) gradients on result.h and result.c, or None for zeros. Returns TreeGrads
     (dx, dw_ih, dw_hh, db_ih, db_hh), each shaped as its input, biases None without bias.
+    Of a GPU forward: dh, dc GPU arrays, and the gradients arrays of its kind, the weight and bias
+    gradients in float32 (float64 for float64).
     """
+    if isinstance(result, TreeResult) and result._ctx is not None and \
+            not isinstance(result._ctx, tuple):
+        from ._cuda_tree import tree_backward as gpu_backward
+
+        return gpu_backward(result, dh, dc)
     if not isinstance(result, TreeResult) or not isinstance(result._ctx, tuple):
         if isinstance(result, TreeResult) and not result.training:
             raise ValueError("tree_lstm_backward needs a result of tree_lstm_forward(..., "

@@ -15,6 +15,7 @@
 
 #include "../../csrc/cuda/driver.h"
 #include "../../csrc/cuda/stack_driver.h"
+#include "host_backend.h"
 
 namespace py = pybind11;
 using fastrnn::CellKind;
@@ -22,44 +23,6 @@ using namespace fastrnn::gpu;
 
 namespace {
 
-struct HostBackend {
-  template <typename U>
-  std::vector<U> alloc(long n) {
-    return std::vector<U>(n, U(-7777));  // not zero: a read before a write shows
-  }
-  template <typename U>
-  void upload(U* dst, const U* src, long n) {
-    if (n > 0) std::memcpy(dst, src, n * sizeof(U));
-  }
-  template <typename F>
-  void each(long n, const F& f) {
-    for (long i = 0; i < n; ++i) f(i);
-  }
-  template <typename T, typename A>
-  void layer_forward(const LayerForward<T, A>& f) {
-    run_forward(*this, f);
-  }
-  template <typename T, typename A>
-  void layer_backward(const LayerBackward<T, A>& g) {
-    run_backward(*this, g);
-  }
-  template <typename T, typename C>
-  void gemm(bool ta, bool tb, long m, long n, long k, const T* a, long lda, const T* b, long ldb,
-            bool accumulate, C* c, long ldc) {
-    for (long i = 0; i < m; ++i)
-      for (long j = 0; j < n; ++j) {
-        C sum = accumulate ? c[i * ldc + j] : C(0);
-        for (long p = 0; p < k; ++p)
-          sum += C(ta ? a[p * lda + i] : a[i * lda + p]) * C(tb ? b[j * ldb + p] : b[p * ldb + j]);
-        c[i * ldc + j] = sum;
-      }
-  }
-};
-
-template <typename T>
-using Array = py::array_t<T, py::array::c_style>;
-template <typename T>
-using Optional = std::optional<Array<T>>;
 using Sizes = std::optional<py::array_t<long, py::array::c_style>>;
 
 CellKind parse_cell(const std::string& name) {
@@ -68,15 +31,6 @@ CellKind parse_cell(const std::string& name) {
   if (name == "lstm") return CellKind::lstm;
   if (name == "gru") return CellKind::gru;
   throw std::invalid_argument("unknown cell '" + name + "'");
-}
-
-template <typename T>
-const T* ptr(const Optional<T>& a) {
-  return a ? a->data() : nullptr;
-}
-template <typename T>
-T* mptr(Optional<T>& a) {
-  return a ? a->mutable_data() : nullptr;
 }
 
 template <typename T>
