@@ -18,6 +18,16 @@ namespace FASTRNN_ISA {
 // AVX-512, 16 otherwise).
 constexpr int kAccumulators = FASTRNN_SIMD_BYTES == 64 ? 24 : 12;
 
+// Partial sums per accumulator: enough independent FMA chains (two FMA units, four cycles of
+// latency, and more to cover the loads) within the accumulator registers.
+template <int RG>
+constexpr int unroll() {
+  constexpr int chains = FASTRNN_SIMD_BYTES == 64 ? 16 : 8;
+  int ku = (chains + RG - 1) / RG;
+  while (ku > 1 && ku * RG > kAccumulators) --ku;
+  return ku > 8 ? 8 : ku;
+}
+
 // Rows per panel call for G gates.
 template <int G>
 constexpr int panel_rows() {
@@ -34,7 +44,7 @@ template <typename T, int R, int G>
 inline PanelAcc<T, R, G> panel(const T* a, long lda, const T* w, long w_stride, long K) {
   using V = Vec<T>;
   constexpr int W = V::width;
-  constexpr int KU = (8 + R * G - 1) / (R * G) > 4 ? 4 : (8 + R * G - 1) / (R * G);
+  constexpr int KU = unroll<R * G>();
   V acc[KU][R][G];
   for (int u = 0; u < KU; ++u)
     for (int r = 0; r < R; ++r)

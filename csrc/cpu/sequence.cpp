@@ -65,7 +65,7 @@ inline void store_n(T* p, Vec<T> v, long n) {
 // barrier per step.
 int threads_for(long step_flops, long hidden) {
   const long blocks = (hidden + Vec<float>::width - 1) / Vec<float>::width;
-  if (step_flops < (1L << 16)) return 1;
+  if (step_flops < (1L << 14)) return 1;
   return int(std::min<long>(get_num_threads(), blocks));
 }
 
@@ -170,14 +170,17 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     const long r0 = s.offset[t0], rows = s.offset[t1] - r0;
     const long base = f.chunked ? r0 : 0;  // packed row held in gates' first row
     T* gates = f.gates + (r0 - base) * f.ld;
-    // Input projection of this thread's units for the chunk: one GEMM per gate block.
-    for (long g = 0; g < G && units.size() > 0; ++g) {
+    // Input projection of this thread's units for the chunk: one GEMM per gate block, or one
+    // for all gates when this thread owns every unit (their columns are then contiguous).
+    const bool all_units = units.size() == H;
+    const long blocks = all_units ? 1 : G, cols = all_units ? G * H : units.size();
+    for (long g = 0; g < blocks && cols > 0; ++g) {
       T* dst = gates + g * H + units.begin;
       for (long r = 0; r < rows; ++r) {
-        if (f.bias_x) std::memcpy(dst + r * f.ld, f.bias_x + g * H + units.begin, units.size() * sizeof(T));
-        else std::memset(dst + r * f.ld, 0, units.size() * sizeof(T));
+        if (f.bias_x) std::memcpy(dst + r * f.ld, f.bias_x + g * H + units.begin, cols * sizeof(T));
+        else std::memset(dst + r * f.ld, 0, cols * sizeof(T));
       }
-      gemm<T>(false, true, rows, units.size(), I, T(1), a.x + r0 * I, I,
+      gemm<T>(false, true, rows, cols, I, T(1), a.x + r0 * I, I,
               a.w_ih + (g * H + units.begin) * I, I, T(1), dst, f.ld);
     }
     for (long t = t0; t < t1; ++t) {
