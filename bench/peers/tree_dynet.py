@@ -11,12 +11,15 @@ peers/tree_blocks.py). DyNet adds gradients into its parameters; the checked cal
 on fresh parameters, and the timed calls leave them to accumulate (no update step is measured).
 
 DyNet runs on one thread (its CPU build uses Eigen without a thread pool) whatever the count.
+Its memory is allocated when it loads (FASTRNN_BENCH_DYNET_MEM MiB, default 2048): a larger
+forest than the suite's may need more, and then fails with a note.
 Its autobatching is known to give wrong gradients for some graph shapes: a mismatch is reported
 in the row's notes and DyNet is not timed on that row (EXCLUDE_ON_MISMATCH); the run goes on.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Dict
 
 import numpy as np
@@ -24,10 +27,14 @@ import numpy as np
 from harness import Prepared
 from peers import tree_blocks
 
+# Autobatching needs DyNet's memory allocated up front (its pools cannot grow then): MiB, enough
+# for the 256-tree rows' training graph with room to spare (1024 is, 512 is not).
+MEMORY_MB = os.environ.get("FASTRNN_BENCH_DYNET_MEM", "2048")
+
 try:
     import dynet_config
 
-    dynet_config.set(mem="512", random_seed=1, autobatch=1)  # read when dynet loads
+    dynet_config.set(mem=MEMORY_MB, random_seed=1, autobatch=1)  # read when dynet loads
     import dynet as dy
 except ImportError:  # an optional peer: skipped with a note
     dy = None
@@ -49,7 +56,7 @@ def configure(threads: int) -> dict:
         version = importlib.metadata.version("dynet38")
     except importlib.metadata.PackageNotFoundError:
         version = "?"
-    return {"version": version, "threads": 1, "autobatch": 1}
+    return {"version": version, "threads": 1, "autobatch": 1, "mem_mb": MEMORY_MB}
 
 
 def supports(case, mode):
