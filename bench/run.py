@@ -201,6 +201,9 @@ def main(argv=None) -> int:
         return worker_main(args.worker)
     from report import table
 
+    if args.quick:  # DyNet holds its memory from the start: tiny forests need little
+        os.environ.setdefault("FASTRNN_BENCH_DYNET_MEM", "128")
+
     cfg = {"backends": args.backends, "cells": args.cells, "shapes": args.shapes,
            "stacked": args.stacked, "trees": args.trees, "tree_size": args.tree_size,
            "tree_words": args.tree_words, "modes": args.modes, "repeats": args.repeats,
