@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 COLORS = {"fastrnn": "#d62728", "reference": "#7f7f7f", "torch": "#ff7f0e", "onnx": "#1f77b4",
-          "jax": "#2ca02c"}
-MARKERS = {"reference": "s", "torch": "o", "onnx": "D", "jax": "^"}
+          "jax": "#2ca02c", "torch_node": "#8c564b", "torch_level": "#e377c2", "dynet": "#9467bd"}
+MARKERS = {"reference": "s", "torch": "o", "onnx": "D", "jax": "^", "torch_node": "v",
+           "torch_level": ">", "dynet": "P"}
 
 
 def _label(row: dict) -> str:

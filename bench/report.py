@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import List
 
-BACKEND_ORDER = ("fastrnn", "reference", "torch", "onnx", "jax")
+BACKEND_ORDER = ("fastrnn", "reference", "torch", "onnx", "jax", "torch_node", "torch_level",
+                 "dynet")
 
 
 def _ms(seconds) -> str:
@@ -21,6 +22,17 @@ def _ms(seconds) -> str:
         return "ok"
     ms = seconds * 1e3
     return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
+
+
+def _width(name: str) -> int:
+    return max(9, len(name))
+
+
+def _figure(row: dict, name: str) -> str:
+    if name in row.get("mismatches", {}):
+        return "MISMATCH"
+    res = row["results"].get(name)
+    return "-" if res is None else _ms(res.get("median_s", "checked"))
 
 
 def _backends(run: dict) -> List[str]:
@@ -62,8 +74,8 @@ def run_table(run: dict) -> str:
             lines.append(f"{n}: skipped, {note}")
     case_w = max([len(r["case"]) for r in run["rows"]] + [4])
     head = (f"{'case':{case_w}s}  {'mode':7s}  {'fastrnn ms [min, max]':>24s}  "
-            + "  ".join(f"{n[:9]:>9s}" for n in names if n != "fastrnn")
-            + f"  {'peer/fr':>12s}  {'bound ms':>8s}  {'of bound':>8s}  {'kept MiB':>8s}")
+            + "  ".join(f"{n:>{_width(n)}s}" for n in names if n != "fastrnn")
+            + f"  {'peer/fr':>17s}  {'bound ms':>8s}  {'of bound':>8s}  {'kept MiB':>8s}")
     lines += ["", head, "-" * len(head)]
     notes = {}
     for r in run["rows"]:
@@ -71,17 +83,16 @@ def run_table(run: dict) -> str:
         f = res.get("fastrnn")
         fcell = ("-" if not f else "checked" if "median_s" not in f
                  else f"{_ms(f['median_s'])} [{_ms(f['min_s'])}, {_ms(f['max_s'])}]")
-        others = [f"{_ms(res[n].get('median_s', 'checked')) if n in res else '-':>9s}"
-                  for n in names if n != "fastrnn"]
+        others = [f"{_figure(r, n):>{_width(n)}s}" for n in names if n != "fastrnn"]
         for n, note in r["notes"].items():
             if not run["backends"][n]["note"]:  # a skipped backend is said once, above
                 notes.setdefault((n, note), []).append(r["case"])
-        ratio = (f"{r['ratio']:.2f} {r['fastest_peer'][:5]}" if r.get("ratio") else "-")
+        ratio = (f"{r['ratio']:.2f} {r['fastest_peer'][:11]}" if r.get("ratio") else "-")
         frac = f"{100 * r['fraction_of_bound']:.1f}%" if r.get("fraction_of_bound") else "-"
         kept = f"{r['kept_bytes'] / 2**20:.3g}" if r.get("kept_bytes") is not None else "-"
         mode = {"forward": "forward", "train": "fwd+bwd"}[r["mode"]]
         lines.append(f"{r['case']:{case_w}s}  {mode:7s}  {fcell:>24s}  " + "  ".join(others)
-                     + f"  {ratio:>12s}  {_ms(r.get('bound_s')):>8s}  {frac:>8s}  {kept:>8s}")
+                     + f"  {ratio:>17s}  {_ms(r.get('bound_s')):>8s}  {frac:>8s}  {kept:>8s}")
     for (n, note), cases in notes.items():
         lines.append(f"  {n}: {note} ({len(cases)} rows)")
     if run.get("stopped"):

@@ -4,6 +4,7 @@ the machine can do at all (its float32 GEMM rate)?
     python bench/run.py                     # the full suite: table, JSON in bench/results/
     python bench/run.py --quick             # CI smoke run: tiny shapes, 1 thread, few calls
     python bench/run.py --cells lstm --shapes 100x16x256x256 --threads 1 --plot
+    python bench/run.py --cells tree_childsum,tree_nary --trees 256   # the Tree-LSTM rows only
 
 Each thread count runs in its own process restricted to that many CPUs (os.sched_setaffinity),
 with OMP/OpenBLAS/MKL thread variables set before any library loads, and every backend set to
@@ -26,8 +27,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from cases import (CELLS, MODES, QUICK_SHAPES, QUICK_STACKED_SHAPE, SHAPES,  # noqa: E402
-                   STACKED_SHAPE)
+from cases import (ALL_CELLS, MODES, QUICK_SHAPES, QUICK_STACKED_SHAPE,  # noqa: E402
+                   QUICK_TREE_COUNTS, QUICK_TREE_SIZE, QUICK_TREE_WORDS, SHAPES, STACKED_SHAPE,
+                   TREE_COUNTS, TREE_SIZE, TREE_WORDS)
 from peers import PEERS  # noqa: E402
 
 MIN_REPEATS = 5
@@ -41,6 +43,13 @@ def _shape(text: str):
     return tuple(int(p) for p in parts)
 
 
+def _size(text: str):
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"a tree size is IxH with positive sizes, got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
 def _names(allowed):
     def parse(text: str):
         names = [n.strip() for n in text.split(",") if n.strip()]
@@ -51,14 +60,20 @@ def _names(allowed):
     return parse
 
 
-def _threads(text: str):
-    try:
-        values = [int(t) for t in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"threads are positive integers, e.g. 1,2; got {text!r}")
-    return values
+def _counts(what: str, example: str):
+    def parse(text: str):
+        try:
+            values = [int(t) for t in text.split(",")]
+        except ValueError:
+            values = []
+        if not values or min(values) < 1:
+            raise argparse.ArgumentTypeError(f"{what} are positive integers, e.g. {example}; "
+                                             f"got {text!r}")
+        return values
+    return parse
+
+
+_threads = _counts("threads", "1,2")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,13 +81,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", type=_names(list(PEERS)), default=list(PEERS),
                    help=f"comma-separated, from {','.join(PEERS)} (default: all)")
-    p.add_argument("--cells", type=_names(CELLS), default=list(CELLS),
-                   help=f"comma-separated, from {','.join(CELLS)} (default: all)")
+    p.add_argument("--cells", type=_names(ALL_CELLS), default=list(ALL_CELLS),
+                   help=f"comma-separated, from {','.join(ALL_CELLS)} (default: all)")
     p.add_argument("--shapes", type=lambda s: [_shape(x) for x in s.split(",")], default=None,
                    help="comma-separated TxBxIxH (default: the issue's grid of five)")
     p.add_argument("--stacked", type=_shape, default=None,
                    help="TxBxIxH of the 2-layer bidirectional LSTM row (default 100x16x256x256)")
     p.add_argument("--no-stacked", action="store_true", help="leave out the 2-layer LSTM row")
+    p.add_argument("--trees", type=_counts("tree counts", "25,256"), default=None,
+                   help="trees per forest of the Tree-LSTM rows, comma-separated (default 25,256)")
+    p.add_argument("--tree-size", type=_size, default=None,
+                   help="IxH of the Tree-LSTM rows (default 300x150)")
     p.add_argument("--threads", type=_threads, default=None, help="comma-separated (default 1,2)")
     p.add_argument("--modes", type=_names(MODES), default=list(MODES),
                    help="forward (inference) and/or train (forward+backward)")
@@ -85,7 +104,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="check every backend against the reference, time nothing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: tiny shapes, 1 thread, 2 calls, 128^3 GEMM (no real figures)")
+                   help="smoke run: tiny shapes and forests, 1 thread, 2 calls, 128^3 GEMM "
+                        "(no real figures)")
     p.add_argument("--json", type=Path, default=None,
                    help="where to write every figure (default bench/results/bench-<time>.json)")
     p.add_argument("--plot", nargs="?", const="", default=None, metavar="PNG",
@@ -96,6 +116,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     quick = args.quick
     args.shapes = args.shapes or list(QUICK_SHAPES if quick else SHAPES)
     args.stacked = args.stacked or (QUICK_STACKED_SHAPE if quick else STACKED_SHAPE)
+    args.trees = args.trees or list(QUICK_TREE_COUNTS if quick else TREE_COUNTS)
+    args.tree_size = args.tree_size or (QUICK_TREE_SIZE if quick else TREE_SIZE)
+    args.tree_words = QUICK_TREE_WORDS if quick else TREE_WORDS
     args.threads = args.threads or ([1] if quick else [1, 2])
     args.repeats = args.repeats if args.repeats is not None else (2 if quick else MIN_REPEATS)
     args.gemm_size = args.gemm_size or (128 if quick else 1024)
@@ -178,8 +201,12 @@ def main(argv=None) -> int:
         return worker_main(args.worker)
     from report import table
 
+    if args.quick:  # DyNet holds its memory from the start: tiny forests need little
+        os.environ.setdefault("FASTRNN_BENCH_DYNET_MEM", "128")
+
     cfg = {"backends": args.backends, "cells": args.cells, "shapes": args.shapes,
-           "stacked": args.stacked, "modes": args.modes, "repeats": args.repeats,
+           "stacked": args.stacked, "trees": args.trees, "tree_size": args.tree_size,
+           "tree_words": args.tree_words, "modes": args.modes, "repeats": args.repeats,
            "warmup": args.warmup, "gemm_n": args.gemm_size, "seed": args.seed,
            "pause": 0.0 if args.quick else PAUSE_S}
     started = datetime.datetime.now(datetime.timezone.utc)

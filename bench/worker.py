@@ -1,5 +1,6 @@
 """One thread count, in one process: the GEMM rates, then every case x mode x backend: prepare,
-check against the reference (a mismatch stops the run), time, count the memory kept.
+check against the reference (a mismatch stops the run, except for a backend with
+EXCLUDE_ON_MISMATCH, which is then noted and not timed on that row), time, count the memory kept.
 
 run.py starts this process already restricted to `threads` CPUs, with the BLAS thread variables
 set, so that every library sizes its pools to the same count from the start.
@@ -57,10 +58,7 @@ def run_backend(mod, case, mode: str, inputs, want, cfg: dict) -> dict:
 def run_row(case, mode: str, inputs, want, backends, cfg) -> dict:
     flops = case.flops(mode)
     row = {"case": case.key, "kind": case.kind, "cell": case.cell, "mode": mode,
-           "shape": {"T": case.T, "B": case.B, "I": case.I, "H": case.H}, "flops": flops,
-           "results": {}, "notes": {}}
-    if case.kind == "stacked":
-        row["shape"].update(layers=case.layers, bidirectional=case.bidirectional)
+           "shape": case.shape, "flops": flops, "results": {}, "notes": {}}
     for name, b in backends.items():
         if b["note"]:
             row["notes"][name] = b["note"]
@@ -72,8 +70,13 @@ def run_row(case, mode: str, inputs, want, backends, cfg) -> dict:
         t0 = time.perf_counter()
         try:
             res = run_backend(b["module"], case, mode, inputs, want, cfg)
-        except Mismatch:
-            raise
+        except Mismatch as e:
+            if not getattr(b["module"], "EXCLUDE_ON_MISMATCH", False):
+                raise
+            row["notes"][name] = f"MISMATCH, not timed: {e}"
+            row.setdefault("mismatches", {})[name] = str(e)
+            log(f"  {name}: MISMATCH, not timed on this row: {e}")
+            continue
         except Exception as e:  # noqa: BLE001  (a backend that fails is noted; the run goes on)
             row["notes"][name] = f"failed: {type(e).__name__}: {e}"
             log(f"  {name}: FAILED {type(e).__name__}: {e}")
@@ -134,7 +137,8 @@ def run(cfg: dict) -> dict:
     rows = []
     rng_seed = cfg["seed"]
     cases = build_cases(cfg["cells"], [tuple(s) for s in cfg["shapes"]],
-                        tuple(cfg["stacked"]) if cfg["stacked"] else None)
+                        tuple(cfg["stacked"]) if cfg["stacked"] else None, cfg["trees"],
+                        tuple(cfg["tree_size"]), tuple(cfg["tree_words"]), cfg["seed"])
     stopped = None
     try:
         for case in cases:

@@ -16,9 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
+import forests  # noqa: E402
 import harness  # noqa: E402
-from cases import SequenceCase, StackedLSTMCase  # noqa: E402
+from cases import SequenceCase, StackedLSTMCase, TreeCase  # noqa: E402
 from peers import reference_peer  # noqa: E402
+
+TREE_PEERS = ("torch_node", "torch_level", "dynet")
 
 
 def _env():
@@ -57,7 +60,8 @@ def test_quick_run_writes_json_with_every_figure(quick_run):
     assert all(g["gflops"] > 0 and g["ok"] for g in measured)
     cells = {(r["cell"], r["kind"]) for r in run["rows"]}
     assert {("rnn_tanh", "sequence"), ("rnn_relu", "sequence"), ("lstm", "sequence"),
-            ("gru", "sequence"), ("lstm", "stacked")} <= cells
+            ("gru", "sequence"), ("lstm", "stacked"), ("tree_childsum", "tree"),
+            ("tree_nary", "tree")} <= cells
     for row in run["rows"]:
         assert {"case", "mode", "shape", "flops", "bound_s", "results", "notes"} <= set(row)
         assert row["flops"] > 0 and row["bound_s"] > 0
@@ -73,6 +77,18 @@ def test_quick_run_writes_json_with_every_figure(quick_run):
             if any(run["backends"][n]["compare"] and n in row["results"]
                    for n in run["backends"]):
                 assert row["ratio"] > 0 and row["fastest_peer"] in row["results"]
+        if row["kind"] == "tree":
+            assert {"fastrnn", "reference", "torch_node", "torch_level"} <= set(row["results"])
+            assert row["fraction_of_bound"] > 0
+            assert row["fastest_peer"] in TREE_PEERS and row["ratio"] > 0
+            assert row["shape"]["trees"] == 3 and row["shape"]["nodes"] > 3
+            for name in ("torch", "onnx", "jax"):
+                assert name in row["notes"]
+            for name in TREE_PEERS:
+                assert name not in run["backends"] or name in row["results"] or name in row["notes"]
+        else:
+            for name in TREE_PEERS:
+                assert row["notes"][name] == "Tree-LSTM rows only"
 
 
 def test_quick_run_notes_every_backend_it_skips(quick_run):
@@ -92,6 +108,128 @@ def test_flops_follow_the_issue_formula():
     layer0 = 2 * 10 * 2 * (6 + 4) * 4 * 4
     layer1 = 2 * 10 * 2 * (8 + 4) * 4 * 4
     assert stacked.flops("forward") == 2 * (layer0 + layer1)
+
+
+def test_tree_flops_follow_the_formula_in_the_readme():
+    case = TreeCase("tree_childsum", 4, 7, 5, words=(3, 9), seed=3)
+    k = np.bincount(case.parents[case.parents >= 0], minlength=case.n_nodes)
+    n_inner, n_edges = np.count_nonzero(k), case.n_nodes - case.trees
+    assert k.sum() == n_edges and case.input_nodes.size == case.n_nodes
+    want = 2 * 5 * (4 * 7 * case.n_nodes + 3 * 5 * n_inner + 5 * n_edges)
+    assert case.flops("forward") == want and case.flops("train") == 3 * want
+    nary = TreeCase("tree_nary", 4, 7, 5, words=(3, 9), seed=3)
+    n_leaves = (nary.n_nodes + nary.trees) // 2  # full binary trees: 2*leaves - 1 nodes each
+    assert nary.input_nodes.size == n_leaves
+    want = 2 * 5 * (4 * 7 * n_leaves + 10 * 5 * (nary.n_nodes - n_leaves))
+    assert nary.flops("forward") == want and nary.flops("train") == 3 * want
+
+
+@pytest.mark.parametrize("kind", ["binarized", "dependency"])
+def test_forests_are_seeded_trees_of_the_promised_shape(kind):
+    parents = forests.make_forest(kind, 40, (5, 50), seed=7)
+    assert np.array_equal(parents, forests.make_forest(kind, 40, (5, 50), seed=7))
+    assert not np.array_equal(parents, forests.make_forest(kind, 40, (5, 50), seed=8))
+    import fastrnn
+
+    forest = fastrnn.Forest(parents)  # in range, no cycle
+    assert forest.n_trees == 40
+    assert np.array_equal(forests.heights(parents), forest.heights)
+    root = np.arange(parents.size)  # each node's root, by following parents
+    while np.any(parents[root] >= 0):
+        root = np.where(parents[root] >= 0, parents[root], root)
+    _, first, sizes = np.unique(root, return_index=True, return_counts=True)
+    starts = np.sort(first)
+    assert np.array_equal(np.diff(np.append(starts, parents.size)), sizes[np.argsort(first)])
+    kids = forest.n_children
+    if kind == "binarized":
+        assert set(np.unique(kids)) == {0, 2}  # full binary trees
+        words = (sizes + 1) // 2
+        inner = np.flatnonzero(parents >= 0)
+        assert np.all(parents[inner] < inner)  # pre-order: a parent before its children
+    else:
+        assert kids.max() <= forests.MAX_CHILDREN
+        words = sizes
+        assert np.any(parents[starts] >= 0)  # shuffled: a tree's first node is not always its root
+    assert words.min() >= 5 and words.max() <= 50
+
+
+def test_a_smaller_forest_is_the_start_of_a_larger_one():
+    for cell in ("tree_childsum", "tree_nary"):
+        small, large = TreeCase(cell, 25, 3, 2), TreeCase(cell, 256, 3, 2)
+        assert np.array_equal(small.parents, large.parents[:small.n_nodes])
+
+
+@pytest.mark.parametrize("cell", ["tree_childsum", "tree_nary"])
+@pytest.mark.parametrize("mode", ["forward", "train"])
+def test_tree_peers_match_the_reference_on_a_small_forest(cell, mode, monkeypatch):
+    pytest.importorskip("torch")
+    from peers import load, tree_dynet
+
+    if tree_dynet.dy is None:  # DyNet allocates its memory when it loads: a little is enough
+        monkeypatch.setattr(tree_dynet, "MEMORY_MB", "128")
+
+    case = TreeCase(cell, 4, 5, 3, words=(2, 9), seed=1)
+    inputs = case.make_inputs(np.random.default_rng(4))
+    want = reference_peer.expected(case, mode, inputs)
+    assert set(want) == ({"h", "c"} if mode == "forward" else
+                         {"h", "c", "dx", "dw_ih", "dw_hh", "db_ih", "db_hh"})
+    for name in ("fastrnn", "torch_node", "torch_level", "dynet"):
+        mod = load(name)
+        if mod.available():
+            assert name == "dynet", mod.available()
+            continue
+        mod.configure(1)
+        prepared = mod.prepare(case, mode, inputs)
+        got = prepared.fetch(prepared.run())
+        if mode == "train":
+            assert got["dx"].shape == (case.input_nodes.size, case.I)
+        assert harness.check(name, case.key, got, want, cell) < 1e-5, name
+
+
+def test_tree_reference_gradients_match_torch_autograd():
+    torch = pytest.importorskip("torch")
+    from peers import tree_torch_levels
+
+    case = TreeCase("tree_nary", 3, 4, 3, words=(2, 7), seed=2)
+    inputs = case.make_inputs(np.random.default_rng(5))
+    want = reference_peer.expected(case, "train", inputs)
+    p = {k: torch.from_numpy(inputs[k].astype(np.float64)).requires_grad_()
+         for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
+    x_in = torch.from_numpy(inputs["x"][case.input_nodes].astype(np.float64)).requires_grad_()
+    levels = tree_torch_levels.schedule(case.parents, 2)
+    h, c = tree_torch_levels.nary_forward(p, x_in, torch.from_numpy(case.input_nodes), levels,
+                                          case.n_nodes, case.H, 2)
+    h.sum().backward()
+    np.testing.assert_allclose(want["h"], h.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(want["dx"], x_in.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for k, t in p.items():
+        np.testing.assert_allclose(want["d" + k], t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_a_dynet_mismatch_is_a_note_and_the_run_goes_on(tmp_path):
+    import shutil
+
+    copy = tmp_path / "bench"
+    shutil.copytree(BENCH, copy, ignore=shutil.ignore_patterns("results", "__pycache__"))
+    peer = copy / "peers" / "tree_dynet.py"
+    text = peer.read_text()
+    old = '            got["dx"] = table.grad_as_array()\n'
+    assert old in text
+    peer.write_text(text.replace(old, '            got["dx"] = 1.5 * table.grad_as_array()\n'))
+    out = tmp_path / "noted.json"
+    proc = subprocess.run([sys.executable, str(copy / "run.py"), "--quick", "--cells", "tree_nary",
+                           "--backends", "fastrnn,reference,torch_level,dynet", "--json", str(out)],
+                          env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads(out.read_text())["runs"][0]
+    if run["backends"]["dynet"]["note"]:
+        pytest.skip(run["backends"]["dynet"]["note"])
+    forward, train = run["rows"]
+    assert "dynet" in forward["results"] and "median_s" in forward["results"]["dynet"]
+    assert "dynet" not in train["results"] and "'dx'" in train["mismatches"]["dynet"]
+    assert train["notes"]["dynet"].startswith("MISMATCH, not timed")
+    assert train["fastest_peer"] == "torch_level"
+    assert "MISMATCH" in proc.stdout
 
 
 def test_check_stops_on_a_wrong_array_and_on_a_missing_one():

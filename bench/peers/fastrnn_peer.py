@@ -3,6 +3,9 @@
 Training mode is forward(training=True) then backward with dy = 1, dh_n = 1 (loss y.sum() +
 h_n.sum()); inference is forward(training=False). The memory training mode keeps is what the
 forward's result holds for backward beyond the caller's inputs (y and the saved gates).
+
+Tree-LSTM rows: fastrnn.Forest(parents) (the schedule, built inside every timed call), then
+tree_lstm_forward, and in training mode tree_lstm_backward with dh = 1 (loss h.sum()).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def supports(case, mode):
 
         if not hasattr(fastrnn, "LSTM"):
             return "fastrnn.LSTM does not exist yet"
+        return None
+    if case.kind == "tree":
         return None
     return f"no fastrnn backend for {case.kind} cases"
 
@@ -127,5 +132,30 @@ def _stacked(case, mode: str, a: Dict[str, np.ndarray]) -> Prepared:
     return Prepared(run, fetch, kept if training else None)
 
 
+def _tree(case, mode: str, a: Dict[str, np.ndarray]) -> Prepared:
+    import fastrnn
+
+    training = mode == "train"
+    parents = case.parents
+    w = (a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"])
+    dh = np.ones((case.n_nodes, case.H), np.float32)
+
+    def run():
+        forest = fastrnn.Forest(parents)
+        res = fastrnn.tree_lstm_forward(a["x"], forest, *w, arity=case.arity, training=training)
+        return res, (fastrnn.tree_lstm_backward(res, dh) if training else None)
+
+    def fetch(out) -> Dict[str, np.ndarray]:
+        res, g = out
+        got = {"h": res.h, "c": res.c}
+        if g is not None:
+            got.update(dx=g.dx[case.input_nodes], dw_ih=g.dw_ih, dw_hh=g.dw_hh, db_ih=g.db_ih,
+                       db_hh=g.db_hh)
+        return got
+
+    return Prepared(run, fetch)  # what backward keeps is a compiled object: not counted
+
+
 def prepare(case, mode: str, inputs: Dict[str, np.ndarray]) -> Prepared:
-    return (_stacked if case.kind == "stacked" else _sequence)(case, mode, inputs)
+    fn = {"stacked": _stacked, "tree": _tree}.get(case.kind, _sequence)
+    return fn(case, mode, inputs)

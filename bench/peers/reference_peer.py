@@ -1,7 +1,8 @@
 """The NumPy reference (fastrnn.reference): timed in float32 like every backend, and run in
 float64 as the oracle every backend is checked against.
 
-The loss of training mode is y.sum() + h_n.sum(): dy = 1, dh_n = 1, dc_n = 0.
+The loss of training mode is y.sum() + h_n.sum(): dy = 1, dh_n = 1, dc_n = 0; for the Tree-LSTM
+rows h.sum() over every node: dh = 1, dc = 0, and dx is compared on the input nodes only.
 """
 
 from __future__ import annotations
@@ -106,11 +107,27 @@ def _stacked(case, mode: str, a: Dict[str, np.ndarray]) -> Tuple[Any, Dict[str, 
     return results, out
 
 
+def _tree(case, mode: str, a: Dict[str, np.ndarray]) -> Tuple[Any, Dict[str, np.ndarray]]:
+    """Node by node over the case's forest (fastrnn.reference.tree_lstm_forward/_backward)."""
+    from fastrnn import reference as ref
+
+    res = ref.tree_lstm_forward(a["x"], case.parents, a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
+                                arity=case.arity, training=mode == "train")
+    out = {"h": res.h, "c": res.c}
+    if mode != "train":
+        return res, out
+    g = ref.tree_lstm_backward(res, np.ones_like(res.h), None)
+    out.update(dx=g.dx[case.input_nodes], dw_ih=g.dw_ih, dw_hh=g.dw_hh, db_ih=g.db_ih,
+               db_hh=g.db_hh)
+    return res, out
+
+
+_KINDS = {"sequence": _sequence, "stacked": _stacked, "tree": _tree}
+
+
 def compute(case, mode: str, inputs: Dict[str, np.ndarray], dtype=np.float64):
     """(what is held, the named outputs) of the reference on a case, in `dtype`."""
-    a = _cast(inputs, dtype)
-    fn = _stacked if case.kind == "stacked" else _sequence
-    return fn(case, mode, a)
+    return _KINDS[case.kind](case, mode, _cast(inputs, dtype))
 
 
 def expected(case, mode: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -120,7 +137,7 @@ def expected(case, mode: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.nda
 
 def prepare(case, mode: str, inputs: Dict[str, np.ndarray]) -> Prepared:
     a = _cast(inputs, np.float32)
-    fn = _stacked if case.kind == "stacked" else _sequence
+    fn = _KINDS[case.kind]
 
     def kept():
         held, _ = fn(case, "train", a)
