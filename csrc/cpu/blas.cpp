@@ -59,12 +59,18 @@ void gemm<double>(bool trans_a, bool trans_b, long m, long n, long k, double alp
 
 #if defined(FASTRNN_BLAS_SCIPY_OPENBLAS)
 void blas_set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
+// Another user of the same library in this process (a GEMM benchmark, say) may have given it
+// threads of its own; inside fastrnn's regions they would compete with fastrnn's threads.
+void blas_single_threaded() {
+  if (scipy_openblas_get_num_threads() != 1) scipy_openblas_set_num_threads(1);
+}
 std::string blas_info() {
   return std::string("scipy-openblas32: ") + scipy_openblas_get_config() + " core " +
          scipy_openblas_get_corename();
 }
 #else
 void blas_set_num_threads(int) {}
+void blas_single_threaded() {}
 std::string blas_info() { return "CBLAS (FASTRNN_BLAS=cblas)"; }
 #endif
 

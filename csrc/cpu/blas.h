@@ -16,6 +16,9 @@ void gemm(bool trans_a, bool trans_b, long m, long n, long k, T alpha, const T* 
 
 // Threads the BLAS may use (the kernels' own loops take theirs from threads.h).
 void blas_set_num_threads(int n);
+// Keep the BLAS to the calling thread: fastrnn splits its GEMMs among its own threads. Called
+// before every parallel region and every GEMM outside one.
+void blas_single_threaded();
 // Name and configuration of the BLAS, e.g. "OpenBLAS 0.3.x DYNAMIC_ARCH ... Haswell".
 std::string blas_info();
 

@@ -9,6 +9,8 @@
 
 #include <omp.h>
 
+#include "blas.h"
+
 namespace fastrnn {
 
 void set_num_threads(int n);  // n >= 1
@@ -49,6 +51,7 @@ inline thread_local Barrier* t_region_barrier = nullptr;
 // Runs body(thread, threads) on `threads` threads (fewer if the runtime gives fewer).
 template <typename Body>
 void run_parallel(int threads, Body&& body) {
+  blas_single_threaded();
   if (threads <= 1) {
     body(0, 1);
     return;
@@ -88,6 +91,25 @@ void parallel_for(long n, long cost_per_item, Body&& body) {
   run_parallel(threads, [&](int p, int parts) {
     const Range r = share(n, p, parts);
     body(r.begin, r.end);
+  });
+}
+
+// The GEMM of blas.h split among the kernels' threads: each takes a share of C's rows (of its
+// columns when it has fewer rows than columns), one single-threaded BLAS call each.
+template <typename T>
+void parallel_gemm(bool trans_a, bool trans_b, long m, long n, long k, T alpha, const T* a,
+                   long lda, const T* b, long ldb, T beta, T* c, long ldc) {
+  const int threads = m * n * k < (1L << 18) ? 1 : get_num_threads();
+  run_parallel(threads, [&](int p, int parts) {
+    if (m >= n) {
+      const Range r = share(m, p, parts);
+      gemm<T>(trans_a, trans_b, r.size(), n, k, alpha, a + (trans_a ? r.begin : r.begin * lda),
+              lda, b, ldb, beta, c + r.begin * ldc, ldc);
+    } else {
+      const Range r = share(n, p, parts);
+      gemm<T>(trans_a, trans_b, m, r.size(), k, alpha, a, lda,
+              b + (trans_b ? r.begin * ldb : r.begin), ldb, beta, c + r.begin, ldc);
+    }
   });
 }
 

@@ -124,7 +124,7 @@ void forward(const TreeForward<T>& a) {
     std::vector<T> x_rows(n * ld_x);
     permute_rows(a.x, f.order.data(), x_rows.data(), nullptr, n, I);
     fill_rows(s.gates.data(), n, G, G, bias.empty() ? nullptr : bias.data());
-    gemm<T>(false, true, n, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(1), s.gates.data(), G);
+    parallel_gemm<T>(false, true, n, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(1), s.gates.data(), G);
   }
 
   std::vector<T> h_in(max_rows * in_width), h_edge(N ? 0 : max_edges * H);
@@ -139,13 +139,13 @@ void forward(const TreeForward<T>& a) {
       gather_children(f, lv.r0, lv.r1, H, N, s.h.data(), h_in.data());
       if (!N) {
         // i, u, o += U h~; the edges' forget pre-activations U_f h_k.
-        gemm<T>(false, true, m, H, H, T(1), h_in.data(), H, a.w_hh, H, T(1), gates, G);
-        gemm<T>(false, true, m, 2 * H, H, T(1), h_in.data(), H, a.w_hh + 2 * H * H, H, T(1),
+        parallel_gemm<T>(false, true, m, H, H, T(1), h_in.data(), H, a.w_hh, H, T(1), gates, G);
+        parallel_gemm<T>(false, true, m, 2 * H, H, T(1), h_in.data(), H, a.w_hh + 2 * H * H, H, T(1),
                 gates + 2 * H, G);
         permute_rows(s.h.data(), f.child_rows.data() + lv.e0, h_edge.data(), nullptr, ne, H);
-        gemm<T>(false, true, ne, H, H, T(1), h_edge.data(), H, a.w_hh + H * H, H, T(0), forget, H);
+        parallel_gemm<T>(false, true, ne, H, H, T(1), h_edge.data(), H, a.w_hh + H * H, H, T(0), forget, H);
       } else {
-        gemm<T>(false, true, m, rec_width, in_width, T(1), h_in.data(), in_width, a.w_hh,
+        parallel_gemm<T>(false, true, m, rec_width, in_width, T(1), h_in.data(), in_width, a.w_hh,
                 in_width, T(1), rec.data(), rec_width);
       }
     }
@@ -266,14 +266,14 @@ void backward(const TreeBackward<T>& g) {
     if (ne == 0) continue;
     // d of the level's GEMM input, then onto each child's dh.
     if (!N) {
-      gemm<T>(false, false, m, H, H, T(1), dgx.data() + lv.r0 * G, G, a.w_hh, H, T(0),
+      parallel_gemm<T>(false, false, m, H, H, T(1), dgx.data() + lv.r0 * G, G, a.w_hh, H, T(0),
               d_in.data(), H);
-      gemm<T>(false, false, m, H, 2 * H, T(1), dgx.data() + lv.r0 * G + 2 * H, G,
+      parallel_gemm<T>(false, false, m, H, 2 * H, T(1), dgx.data() + lv.r0 * G + 2 * H, G,
               a.w_hh + 2 * H * H, H, T(1), d_in.data(), H);
-      gemm<T>(false, false, ne, H, H, T(1), d_forget.data() + lv.e0 * H, H, a.w_hh + H * H, H,
+      parallel_gemm<T>(false, false, ne, H, H, T(1), d_forget.data() + lv.e0 * H, H, a.w_hh + H * H, H,
               T(0), d_edge.data(), H);
     } else {
-      gemm<T>(false, false, m, in_width, gh_width, T(1), dgh.data() + lv.r0 * gh_width, gh_width,
+      parallel_gemm<T>(false, false, m, in_width, gh_width, T(1), dgh.data() + lv.r0 * gh_width, gh_width,
               a.w_hh, in_width, T(0), d_in.data(), in_width);
     }
     parallel_for(m, (ne / m + 1) * H * 2, [&](long b0, long b1) {
@@ -300,15 +300,15 @@ void backward(const TreeBackward<T>& g) {
     std::vector<T> h_edge(E * H);
     permute_rows(s.h.data(), f.child_rows.data(), h_edge.data(), nullptr, E, H);
     const T* dgx_inner = dgx.data() + r_inner * G;
-    gemm<T>(true, false, H, H, inner, T(1), dgx_inner, G, h_in.data(), H, T(0), g.dw_hh, H);
-    gemm<T>(true, false, H, H, E, T(1), d_forget.data(), H, h_edge.data(), H, T(0),
+    parallel_gemm<T>(true, false, H, H, inner, T(1), dgx_inner, G, h_in.data(), H, T(0), g.dw_hh, H);
+    parallel_gemm<T>(true, false, H, H, E, T(1), d_forget.data(), H, h_edge.data(), H, T(0),
             g.dw_hh + H * H, H);
-    gemm<T>(true, false, 2 * H, H, inner, T(1), dgx_inner + 2 * H, G, h_in.data(), H, T(0),
+    parallel_gemm<T>(true, false, 2 * H, H, inner, T(1), dgx_inner + 2 * H, G, h_in.data(), H, T(0),
             g.dw_hh + 2 * H * H, H);
     // b_hh enters exactly where b_ih does.
     if (g.db_hh) column_sums(dgx.data(), n, G, g.db_hh);
   } else {
-    gemm<T>(true, false, gh_width, in_width, inner, T(1), dgh.data() + r_inner * gh_width,
+    parallel_gemm<T>(true, false, gh_width, in_width, inner, T(1), dgh.data() + r_inner * gh_width,
             gh_width, h_in.data(), in_width, T(0), g.dw_hh, in_width);
     if (g.db_hh) column_sums(dgh.data(), n, gh_width, g.db_hh);
   }
@@ -316,8 +316,8 @@ void backward(const TreeBackward<T>& g) {
   // The x side, in node order.
   std::vector<T> dgx_nodes(n * G);
   permute_rows(dgx.data(), nullptr, dgx_nodes.data(), f.order.data(), n, G);
-  gemm<T>(false, false, n, I, G, T(1), dgx_nodes.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
-  gemm<T>(true, false, G, I, n, T(1), dgx_nodes.data(), G, a.x, ld_x, T(0), g.dw_ih, ld_x);
+  parallel_gemm<T>(false, false, n, I, G, T(1), dgx_nodes.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
+  parallel_gemm<T>(true, false, G, I, n, T(1), dgx_nodes.data(), G, a.x, ld_x, T(0), g.dw_ih, ld_x);
   if (g.db_ih) column_sums(dgx_nodes.data(), n, G, g.db_ih);
 }
 
