@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../bind_util.h"
 #include "check.h"
 #include "stack.h"
 #include "tree.h"
@@ -24,15 +25,8 @@ using namespace fastrnn::gpu;
 
 namespace {
 
-using Sizes = std::optional<py::array_t<long, py::array::c_style>>;
-
-CellKind parse_cell(const std::string& name) {
-  if (name == "rnn_tanh") return CellKind::rnn_tanh;
-  if (name == "rnn_relu") return CellKind::rnn_relu;
-  if (name == "lstm") return CellKind::lstm;
-  if (name == "gru") return CellKind::gru;
-  throw std::invalid_argument("unknown cell '" + name + "'");
-}
+using fastrnn::bind::parse_cell;
+using fastrnn::bind::Sizes;
 
 // A pointer from the dict of device pointers; an absent name or 0 is null.
 template <typename P>
