@@ -25,9 +25,12 @@ TREE_PEERS = ("torch_node", "torch_level", "dynet")
 
 
 def _env():
+    """The test's environment; the checkout's own build first when there is one (as bench/run.py
+    does), else the installed package."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"),
-                                                      env.get("PYTHONPATH")]))
+    in_tree = ROOT / "python"
+    if any((in_tree / "fastrnn").glob("_C*.so")):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(in_tree), env.get("PYTHONPATH")]))
     return env
 
 
@@ -289,7 +292,7 @@ def test_a_missing_peer_is_skipped_with_a_note(tmp_path):
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('jax is hidden for this test')\n")
     env = _env()
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
     out = tmp_path / "quick.json"
     proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--backends",
                            "fastrnn,reference,jax", "--cells", "gru", "--no-stacked",
