@@ -52,6 +52,27 @@ def test_tree_lstm_matches_reference_on_random_forests(seed, arity, bias, dtype)
             assert_close(a, b, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("arity", [None, 2])
+def test_nodes_without_input_zero_rows_match_reference(arity, dtype):
+    # Inputs on leaves only, as in SST: the kernel leaves the zero rows out of the projection.
+    rng = np.random.default_rng(11)
+    n, inp, hidden = 80, 6, 9
+    parents = random_forest(rng, n, arity=arity, root_prob=0.1)
+    x = rng.standard_normal((n, inp))
+    has_children = np.zeros(n, bool)
+    has_children[parents[parents >= 0]] = True
+    x[has_children] = 0.0
+    x[np.flatnonzero(~has_children)[:2]] = 0.0  # and a couple of input-less leaves
+    w = weights(rng, inp, hidden, arity, True)
+    dh, dc = rng.standard_normal((n, hidden)), rng.standard_normal((n, hidden))
+    got, want, g_got, g_want = run_both(x, parents, w, arity, dh, dc, dtype)
+    assert_close(got.h, want.h, dtype)
+    assert_close(got.c, want.c, dtype)
+    for a, b in zip(g_got, g_want):
+        assert_close(a, b, dtype)
+
+
 @pytest.mark.parametrize("arity", [None, 3])
 def test_tree_lstm_matches_reference_on_many_trees_with_wide_hidden(arity):
     # Big enough levels for the pointwise passes and gathers to run on several threads.

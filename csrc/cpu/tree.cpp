@@ -121,10 +121,27 @@ void forward(const TreeForward<T>& a) {
       if (!N)
         for (long j = 0; j < G; ++j) bias[j] += a.b_hh[j];
     }
-    std::vector<T> x_rows(n * ld_x);
-    permute_rows(a.x, f.order.data(), x_rows.data(), nullptr, n, I);
+    // Only the rows of x that hold an input enter the GEMM: a node without input has a zero row
+    // (in SST-like trees, every inner node), and its projection is zero.
+    std::vector<long> from, to;
+    for (long r = 0; r < n; ++r) {
+      const T* row = a.x + f.order[r] * I;
+      if (std::any_of(row, row + I, [](T v) { return v != T(0); })) {
+        from.push_back(f.order[r]);
+        to.push_back(r);
+      }
+    }
+    const long k = long(from.size());
+    std::vector<T> x_rows(k * ld_x), projected(k * G);
+    permute_rows(a.x, from.data(), x_rows.data(), nullptr, k, I);
+    parallel_gemm<T>(false, true, k, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(0),
+                     projected.data(), G);
     fill_rows(s.gates.data(), n, G, G, bias.empty() ? nullptr : bias.data());
-    parallel_gemm<T>(false, true, n, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(1), s.gates.data(), G);
+    for (long j = 0; j < k; ++j) {
+      T* gates = s.gates.data() + to[j] * G;
+      const T* p = projected.data() + j * G;
+      for (long c = 0; c < G; ++c) gates[c] += p[c];
+    }
   }
 
   std::vector<T> h_in(max_rows * in_width), h_edge(N ? 0 : max_edges * H);
