@@ -26,6 +26,22 @@ struct DeviceBuffer {
   U* data() const { return owned.get(); }
 };
 
+// A training forward's state kept for backward behind a handle (Handle: the public base of
+// stack.h or tree.h). Its buffers free on the stream that used them last, on their own device.
+template <typename Handle, typename State>
+struct DeviceState : Handle {
+  int device = 0;
+  StreamSlot stream;
+  std::unique_ptr<State> state;
+  ~DeviceState() override {  // the per-thread stream is per device
+    int previous = 0;
+    if (cudaGetDevice(&previous) != cudaSuccess) return;
+    cudaSetDevice(device);
+    state.reset();
+    cudaSetDevice(previous);
+  }
+};
+
 struct CudaBackend {
   StreamSlot stream;
   cublasHandle_t blas;

@@ -22,18 +22,7 @@ struct StackBackend : CudaBackend {
 };
 
 template <typename T, typename A>
-struct DeviceStack : StackHandle {
-  int device = 0;
-  StreamSlot stream;  // where the state was used last; its buffers free there
-  std::unique_ptr<StackState<StackBackend, T, A>> state;
-  ~DeviceStack() override {  // free on the state's device (the per-thread stream is per device)
-    int previous = 0;
-    if (cudaGetDevice(&previous) != cudaSuccess) return;
-    cudaSetDevice(device);
-    state.reset();
-    cudaSetDevice(previous);
-  }
-};
+using DeviceStack = DeviceState<StackHandle, StackState<StackBackend, T, A>>;
 
 }  // namespace
 

@@ -10,18 +10,7 @@ namespace gpu {
 namespace {
 
 template <typename T, typename A>
-struct DeviceTree : TreeHandle {
-  int device = 0;
-  StreamSlot stream;  // where the state was used last; its buffers free there
-  std::unique_ptr<TreeState<CudaBackend, T, A>> state;
-  ~DeviceTree() override {  // free on the state's device (the per-thread stream is per device)
-    int previous = 0;
-    if (cudaGetDevice(&previous) != cudaSuccess) return;
-    cudaSetDevice(device);
-    state.reset();
-    cudaSetDevice(previous);
-  }
-};
+using DeviceTree = DeviceState<TreeHandle, TreeState<CudaBackend, T, A>>;
 
 }  // namespace
 
