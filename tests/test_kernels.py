@@ -210,6 +210,30 @@ def test_same_call_twice_gives_identical_results(cell, dtype, rng):
             np.testing.assert_array_equal(getattr(grads[0], name), getattr(grads[1], name))
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_scratch_memory_kept_from_another_call_does_not_leak_into_results(cell, rng):
+    """Large scratch blocks are reused between calls; a block left full of NaN by one call must
+    not change the next call's results (nothing reads scratch it has not written)."""
+    p = make_problem(rng, cell, 40, 24, 64, 96, np.float32)  # blocks beyond the 256 KiB cut
+    fastrnn.release_memory()
+    first = p.forward()
+    first_grads = p.backward(first)
+    for training in (True, False):  # fill the kept blocks with NaN-made values
+        poison = p.replace(x=np.full_like(p.x, np.nan), w_hh=np.full_like(p.w_hh, np.nan))
+        result = poison.forward(training=training)
+        if training:
+            poison.backward(result)
+    again = p.forward()
+    grads = p.backward(again)
+    for name in OUTPUTS:
+        if getattr(first, name) is not None:
+            np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
+    for name in GRADS:
+        if getattr(first_grads, name) is not None:
+            np.testing.assert_array_equal(getattr(first_grads, name), getattr(grads, name))
+    fastrnn.release_memory()
+
+
 # ---- the caller's arrays ---------------------------------------------------------------------
 
 def strided_views(p: Problem) -> Problem:

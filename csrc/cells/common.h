@@ -6,6 +6,10 @@
 
 #if defined(__CUDACC__)
 #define FASTRNN_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+// Inlined into the kernels' loops: a call there would spill every vector register (all are
+// caller-saved), the accumulators of the panel included.
+#define FASTRNN_HD inline __attribute__((always_inline))
 #else
 #define FASTRNN_HD inline
 #endif

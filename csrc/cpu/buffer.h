@@ -1,14 +1,23 @@
 // Scratch memory of the CPU kernels. Large buffers are asked for in transparent huge pages: a fresh
 // 16 MB buffer in 4 KB pages costs thousands of page faults, as much time as the kernel using it.
+// Freed large blocks are kept for the next call (see scratch_take), so that a training loop does
+// not fault in its scratch memory again on every step.
 #pragma once
 
-#include <sys/mman.h>
-
-#include <cstdlib>
+#include <cstddef>
 #include <cstring>
-#include <new>
+#include <utility>
 
 namespace fastrnn {
+
+// A block of at least `bytes` (aligned to 64 bytes, to 2 MiB from 2 MiB on), reused from the
+// cache where one of a fitting size is there. Throws std::bad_alloc.
+void* scratch_take(std::size_t bytes);
+// Gives back a block from scratch_take: kept for reuse while the cache holds at most its limit
+// (FASTRNN_SCRATCH_MB, default 256; 0 keeps nothing), else freed.
+void scratch_give(void* p, std::size_t bytes);
+// Frees every kept block.
+void scratch_release();
 
 template <typename T>
 class Buffer {
@@ -16,15 +25,9 @@ class Buffer {
   Buffer() = default;
   // n values, set to zero when `zero`, else left as they come.
   explicit Buffer(std::size_t n, bool zero = true) : size_(n) {
-    const std::size_t bytes = n * sizeof(T), huge = std::size_t(2) << 20;
     if (n == 0) return;
-    void* p = nullptr;
-    if (posix_memalign(&p, bytes >= huge ? huge : 64, bytes) != 0) throw std::bad_alloc();
-#if defined(MADV_HUGEPAGE)
-    if (bytes >= huge) madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-    if (zero) std::memset(p, 0, bytes);
-    data_ = static_cast<T*>(p);
+    data_ = static_cast<T*>(scratch_take(n * sizeof(T)));
+    if (zero) std::memset(data_, 0, n * sizeof(T));
   }
   Buffer(Buffer&& other) noexcept : data_(other.data_), size_(other.size_) {
     other.data_ = nullptr;
@@ -37,7 +40,9 @@ class Buffer {
   }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() { std::free(data_); }
+  ~Buffer() {
+    if (data_) scratch_give(data_, size_ * sizeof(T));
+  }
 
   T* data() { return data_; }
   const T* data() const { return data_; }

@@ -2,6 +2,8 @@
 //
 //   acc[r][g] = sum_k a[r * lda + k] * w[k * w_stride + g * W : + W]      r < R, g < G
 //
+// (summed over one or two such operands).
+//
 // One W-lane vector of G gates for R batch rows: per k, G vector loads of weights, R broadcasts,
 // R*G fused multiply-adds. The forward step uses it with the weights repacked per block of units
 // ([k][gate][lane]), so that the gates of a block of units come out together and the cell's
@@ -40,38 +42,59 @@ struct PanelAcc {
   Vec<T> v[R][G];
 };
 
-template <typename T, int R, int G>
-inline PanelAcc<T, R, G> panel(const T* a, long lda, const T* w, long w_stride, long K) {
+// One operand of a panel: rows of `a` (row stride lda) times the K rows of `w` (stride w_stride).
+// A panel may sum two, e.g. x_t W_ih^T + h_{t-1} W_hh^T with both weights packed alike.
+template <typename T>
+struct Operand {
+  const T* a;
+  long lda;
+  const T* w;
+  long w_stride;
+  long K;
+  Operand rows_from(long r0) const { return {a + r0 * lda, lda, w, w_stride, K}; }
+};
+
+template <typename T, int R, int G, int KU>
+inline void accumulate(Vec<T> (&acc)[KU][R][G], const Operand<T>& op) {
   using V = Vec<T>;
   constexpr int W = V::width;
-  constexpr int KU = unroll<R * G>();
-  V acc[KU][R][G];
-  for (int u = 0; u < KU; ++u)
-    for (int r = 0; r < R; ++r)
-      for (int g = 0; g < G; ++g) acc[u][r][g] = V(T(0));
+  const T* a = op.a;
   long k = 0;
-  for (; k + KU <= K; k += KU) {
+  for (; k + KU <= op.K; k += KU) {
 #pragma GCC unroll 4
     for (int u = 0; u < KU; ++u) {
-      const T* wk = w + (k + u) * w_stride;
+      const T* wk = op.w + (k + u) * op.w_stride;
       V wg[G];
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) wg[g] = V::load(wk + g * W);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        const V ar(a[r * lda + k + u]);
+        const V ar(a[r * op.lda + k + u]);
 #pragma GCC unroll 8
         for (int g = 0; g < G; ++g) acc[u][r][g] = acc[u][r][g] + ar * wg[g];
       }
     }
   }
-  for (; k < K; ++k) {
-    const T* wk = w + k * w_stride;
+  for (; k < op.K; ++k) {
+    const T* wk = op.w + k * op.w_stride;
     for (int r = 0; r < R; ++r) {
-      const V ar(a[r * lda + k]);
+      const V ar(a[r * op.lda + k]);
       for (int g = 0; g < G; ++g) acc[0][r][g] = acc[0][r][g] + ar * V::load(wk + g * W);
     }
   }
+}
+
+// The sum of the panels of one or two operands (the second may have K = 0).
+template <typename T, int R, int G>
+inline PanelAcc<T, R, G> panel(const Operand<T>& first, const Operand<T>& second) {
+  using V = Vec<T>;
+  constexpr int KU = unroll<R * G>();
+  V acc[KU][R][G];
+  for (int u = 0; u < KU; ++u)
+    for (int r = 0; r < R; ++r)
+      for (int g = 0; g < G; ++g) acc[u][r][g] = V(T(0));
+  accumulate<T, R, G, KU>(acc, first);
+  if (second.K > 0) accumulate<T, R, G, KU>(acc, second);
   PanelAcc<T, R, G> out;
   for (int r = 0; r < R; ++r)
     for (int g = 0; g < G; ++g) {
@@ -82,19 +105,26 @@ inline PanelAcc<T, R, G> panel(const T* a, long lda, const T* w, long w_stride, 
   return out;
 }
 
-// Calls body(panel result, r0, R) for rows [0, rows) in panels of at most RMAX rows.
+// Calls body(panel result, r0) for rows [0, rows) in panels of at most RMAX rows.
 template <typename T, int G, int RMAX, typename Body>
-inline void for_each_panel(long rows, const T* a, long lda, const T* w, long w_stride, long K,
-                           Body&& body) {
+inline void for_each_panel(long rows, const Operand<T>& first, const Operand<T>& second, Body&& body) {
   long r0 = 0;
   for (; r0 + RMAX <= rows; r0 += RMAX)
-    body(panel<T, RMAX, G>(a + r0 * lda, lda, w, w_stride, K), r0);
+    body(panel<T, RMAX, G>(first.rows_from(r0), second.rows_from(r0)), r0);
   if (r0 < rows) {
     if constexpr (RMAX > 1) {
-      for_each_panel<T, G, RMAX - 1>(rows - r0, a + r0 * lda, lda, w, w_stride, K,
+      for_each_panel<T, G, RMAX - 1>(rows - r0, first.rows_from(r0), second.rows_from(r0),
                                      [&](const auto& acc, long r) { body(acc, r0 + r); });
     }
   }
+}
+
+// The same with one operand.
+template <typename T, int G, int RMAX, typename Body>
+inline void for_each_panel(long rows, const T* a, long lda, const T* w, long w_stride, long K,
+                           Body&& body) {
+  for_each_panel<T, G, RMAX>(rows, Operand<T>{a, lda, w, w_stride, K}, Operand<T>{a, lda, w, w_stride, 0},
+                             static_cast<Body&&>(body));
 }
 
 }  // namespace FASTRNN_ISA

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../cells/common.h"
+
 #ifndef FASTRNN_ISA
 #define FASTRNN_ISA base
 #endif
@@ -64,14 +66,14 @@ struct Vec {
   friend Vec operator-(Vec a) { return from(-a.v); }
   Vec& operator+=(Vec b) { v += b.v; return *this; }
 
-  friend Vec fr_exp(Vec x) { return from(vexp(x.v)); }
-  friend Vec fr_tanh(Vec x) { return from(vtanh(x.v)); }
-  friend Vec fr_sigmoid(Vec x) { return from(raw{} + T(1) / (T(1) + vexp(-x.v))); }
-  friend Vec fr_relu(Vec x) { return from(x.v < T(0) ? raw{} : x.v); }
-  friend Vec fr_relu_grad(Vec h, Vec dh) { return from(h.v > T(0) ? dh.v : raw{}); }
+  FASTRNN_HD friend Vec fr_exp(Vec x) { return from(vexp(x.v)); }
+  FASTRNN_HD friend Vec fr_tanh(Vec x) { return from(vtanh(x.v)); }
+  FASTRNN_HD friend Vec fr_sigmoid(Vec x) { return from(raw{} + T(1) / (T(1) + vexp(-x.v))); }
+  FASTRNN_HD friend Vec fr_relu(Vec x) { return from(x.v < T(0) ? raw{} : x.v); }
+  FASTRNN_HD friend Vec fr_relu_grad(Vec h, Vec dh) { return from(h.v > T(0) ? dh.v : raw{}); }
 
   // exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln2 / 2; Taylor polynomial for exp(r).
-  static raw vexp(raw x) {
+  FASTRNN_HD static raw vexp(raw x) {
     constexpr bool f32 = sizeof(T) == 4;
     const T hi = f32 ? T(88.3) : T(708.0);
     const T lo = f32 ? T(-87.0) : T(-708.0);
@@ -101,7 +103,7 @@ struct Vec {
   }
 
   // tanh: an odd Taylor series near 0 (no cancellation), 1 - 2/(exp(2|x|) + 1) elsewhere.
-  static raw vtanh(raw x) {
+  FASTRNN_HD static raw vtanh(raw x) {
     raw ax = x < T(0) ? -x : x;
     raw big = T(1) - T(2) / (vexp(ax + ax) + T(1));
     raw x2 = x * x;
@@ -112,7 +114,7 @@ struct Vec {
   // tanh x = x + x^3 * tanh_series(x^2), from the coefficients of x^3, x^5, ..., x^25 (Bernoulli
   // numbers). For |x| < 0.3 each term is < 0.04 of the last: 6 terms reach float32 precision,
   // 12 reach float64's.
-  static raw tanh_series(raw x2) {
+  FASTRNN_HD static raw tanh_series(raw x2) {
     constexpr bool f32 = sizeof(T) == 4;
     static constexpr T c[12] = {T(-0.3333333333333333),   T(0.13333333333333333),
                                 T(-0.05396825396825397),  T(0.021869488536155203),

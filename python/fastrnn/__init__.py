@@ -5,7 +5,7 @@ from . import _blas  # noqa: F401  (loads the BLAS before the compiled module)
 from . import cuda, reference
 from ._results import SequenceGrads, SequenceResult
 from .functional import (get_num_threads, gru_backward, gru_forward, lstm_backward, lstm_forward,
-                         rnn_backward, rnn_forward, set_num_threads)
+                         release_memory, rnn_backward, rnn_forward, set_num_threads)
 from .layers import StackGrads, StackResult, stack_backward, stack_forward
 from .modules import GRU, LSTM, RNN, clip_grad_norm
 from .tree import Forest, TreeGrads, TreeLSTM, TreeResult, tree_lstm_backward, tree_lstm_forward
@@ -16,6 +16,6 @@ __all__ = [
     "GRU", "LSTM", "RNN", "Forest", "SequenceGrads", "SequenceResult", "StackGrads",
     "StackResult", "TreeGrads", "TreeLSTM", "TreeResult", "clip_grad_norm", "cuda",
     "get_num_threads", "gru_backward", "gru_forward", "lstm_backward", "lstm_forward",
-    "reference", "rnn_backward", "rnn_forward", "set_num_threads", "stack_backward",
-    "stack_forward", "tree_lstm_backward", "tree_lstm_forward",
+    "reference", "release_memory", "rnn_backward", "rnn_forward", "set_num_threads",
+    "stack_backward", "stack_forward", "tree_lstm_backward", "tree_lstm_forward",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "gru_backward",
     "set_num_threads",
     "get_num_threads",
+    "release_memory",
 ]
 
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -230,3 +231,13 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Threads used by the kernels (by default the CPUs this process may run on)."""
     return _C.get_num_threads()
+
+
+def release_memory() -> None:
+    """Free the scratch memory the CPU kernels keep between calls.
+
+    Large scratch blocks (packed weights, gradient buffers) are kept for the next call, up to
+    FASTRNN_SCRATCH_MB MiB (default 256; 0 keeps none), since fresh memory costs a page fault
+    per 4 KiB; this hands them back to the system.
+    """
+    _C.release_scratch()
