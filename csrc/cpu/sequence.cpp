@@ -70,17 +70,16 @@ int threads_for(long step_flops, long hidden) {
 }
 
 // w (G*H, K) repacked for the forward panel: per block of `width` units, [k][gate][unit], units
-// past H zero. Each output row of `width` lanes is written whole from `width` rows of w read in
-// step (their current cache lines stay in L1).
+// past H zero; blocks [first, last) into `out` (blocks * K * G * width values). Each output row of
+// `width` lanes is written whole from `width` rows of w read in step (their current cache lines
+// stay in L1). Each thread packs the blocks it owns, into its own core's cache.
 template <typename T>
-Buffer<T> pack_gate_blocks(const T* w, long G, long H, long K, long width) {
-  const long blocks = (H + width - 1) / width;
-  Buffer<T> out(blocks * K * G * width, false);
-  for (long blk = 0; blk < blocks; ++blk) {
+void pack_gate_blocks(T* out, const T* w, long G, long H, long K, long width, long first, long last) {
+  for (long blk = first; blk < last; ++blk) {
     const long lanes = std::min(width, H - blk * width);
     for (long g = 0; g < G; ++g) {
       const T* src = w + (g * H + blk * width) * K;
-      T* dst = out.data() + blk * K * G * width + g * width;
+      T* dst = out + blk * K * G * width + g * width;
       for (long k = 0; k < K; ++k) {
         T* d = dst + k * G * width;
         for (long lane = 0; lane < lanes; ++lane) d[lane] = src[lane * K + k];
@@ -88,7 +87,6 @@ Buffer<T> pack_gate_blocks(const T* w, long G, long H, long K, long width) {
       }
     }
   }
-  return out;
 }
 
 // Vectors of units each panel covers. With one or two batch rows a panel has too few
@@ -125,8 +123,8 @@ struct Forward {
   T* gates;                // x-side pre-activations (then saved values), by packed row
   bool chunked;            // `gates` holds only the current chunk's rows (inference)
   long chunk;              // steps per input-projection chunk
-  const T* w_packed;       // W_hh in panel blocks
-  const T* w_ih_packed;    // W_ih in the same blocks when the input projection is fused, or null
+  T* w_packed;             // W_hh in panel blocks (each thread packs its own)
+  T* w_ih_packed;          // W_ih in the same blocks when the input projection is fused, or null
   const T* bias_x;         // (G*H,) added to the input projection, or null
   const T* h0;             // (B, O), zeros when the caller gave none
   // LSTM projection: o*tanh(c) of every row (training: a column block of `gates`; inference:
@@ -168,6 +166,9 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
   const Range units = share(H, p, parts, BW);
   const Range outs = share(O, p, parts, W);
   const bool training = a.saved != nullptr;
+  const long first = units.begin / BW, last = (units.end + BW - 1) / BW;
+  pack_gate_blocks(f.w_packed, a.w_hh, G, H, O, BW, first, last);
+  if (f.w_ih_packed) pack_gate_blocks(f.w_ih_packed, a.w_ih, G, H, I, BW, first, last);
 
   for (long t0 = 0; t0 < a.steps; t0 += f.chunk) {
     const long t1 = std::min(t0 + f.chunk, a.steps);
@@ -319,7 +320,8 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   }
   constexpr int NB = wide_blocks<cell>();
   const bool wide = narrow_batch(a.steps ? s.size[0] : 0);
-  const Buffer<T> w_packed = pack_gate_blocks(a.w_hh, G, H, O, (wide ? NB : 1) * W);
+  const long BW = (wide ? NB : 1) * W, blocks = (H + BW - 1) / BW;
+  Buffer<T> w_packed(blocks * O * G * BW, false);
   // From 8 batch rows on, the LSTM's and the Elman RNN's input projection runs in the step's
   // panel beside the recurrent product (x_t and h_{t-1} against W_ih and W_hh packed alike):
   // the panel runs closer to the FMA peak than the BLAS's GEMM, and the x-side gates never make
@@ -327,7 +329,7 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   // that, one GEMM over many steps does the projection better. The GRU keeps its x side apart
   // for r * (W_hn h + b_hn).
   const bool fuse_x = cell != CellKind::gru && (a.steps ? s.size[0] : 0) >= 8;
-  const Buffer<T> w_ih_packed = fuse_x ? pack_gate_blocks(a.w_ih, G, H, I, (wide ? NB : 1) * W) : Buffer<T>();
+  Buffer<T> w_ih_packed(fuse_x ? blocks * I * G * BW : 0, false);
   const Forward<T> f{a, s, H, I, O, ld, gates, !work.empty(), chunk, w_packed.data(),
                      fuse_x ? w_ih_packed.data() : nullptr, bias.empty() ? nullptr : bias.data(),
                      h0, h_full, ld_full, w_hr_t.data(), o_pad};
@@ -348,7 +350,8 @@ struct Backward {
   T* dgx;              // (rows, G*H) d pre-activations, input side
   T* dgh;              // hidden side (the same buffer as dgx except in the GRU)
   T* dh_direct;        // GRU: (B, H) the part dh * z of d h_prev
-  const T* w_padded;   // W_hh (G*H, O) with rows padded to whole vectors (o_pad)
+  T* w_padded;         // W_hh (G*H, O) with rows padded to whole panels (o_pad), by columns of
+                       // each thread's outputs
   long o_pad;
   const T* h0;         // (B, O)
   const T* c0;         // (B, H), LSTM
@@ -376,6 +379,13 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
   // exactly the d h its product wrote.
   const Range units = share(H, p, parts, NB * W);
   const Range outs = share(O, p, parts, NB * W);
+  // This thread's columns of W_hh, padded to its last whole panel: its product reads only these.
+  const long pad_end = std::min(k.o_pad, (outs.end + NB * W - 1) / (NB * W) * (NB * W));
+  for (long r = 0; r < GH && outs.size() > 0; ++r) {
+    T* dst = k.w_padded + r * k.o_pad;
+    std::memcpy(dst + outs.begin, a.w_hh + r * O + outs.begin, outs.size() * sizeof(T));
+    std::fill(dst + outs.end, dst + pad_end, T(0));
+  }
   T* dh = g.dh0;  // the running d h of every row (B, O), ends as dh0
   T* dc = g.dc0;  // LSTM: the running d c (B, H), ends as dc0
   for (long b = 0; b < a.batch; ++b) {
@@ -524,7 +534,7 @@ void backward(const LayerBackward<T>& g, const Steps& s) {
   const long batch0 = a.steps ? s.size[0] : 0;
   const bool wide = narrow_batch(batch0) || batch0 >= 64;
   const long o_pad = (O + NB * W - 1) / (NB * W) * (NB * W), h_pad = (H + W - 1) / W * W;
-  const Buffer<T> w_padded = pad_columns(a.w_hh, G * H, O, o_pad);
+  Buffer<T> w_padded(G * H * o_pad, false);
   if (a.proj > 0) {
     dh_out = Buffer<T>(rows * O, false);
     w_hr_padded = pad_columns(a.w_hr, O, H, h_pad);
