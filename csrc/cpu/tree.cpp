@@ -107,10 +107,10 @@ void forward(const TreeForward<T>& a) {
     max_rows = std::max(max_rows, lv.rows());
     max_edges = std::max(max_edges, lv.edges());
   }
-  s.gates.resize(n * G);
-  s.c.resize(n * H);
-  s.h.resize(n * H);
-  s.forget.resize((training ? f.n_edges() : max_edges) * H);  // inference: one level's
+  s.gates = Buffer<T>(n * G);
+  s.c = Buffer<T>(n * H);
+  s.h = Buffer<T>(n * H);
+  s.forget = Buffer<T>((training ? f.n_edges() : max_edges) * H);  // inference: one level's
 
   // gates (n, 4H) by row, i f u o: W_ih x + b_ih, and for Child-Sum + b_hh (its f block, like
   // b_ih's, is shared by every child); the N-ary b_hh is per child, added with the level's GEMM.
@@ -132,7 +132,7 @@ void forward(const TreeForward<T>& a) {
       }
     }
     const long k = long(from.size());
-    std::vector<T> x_rows(k * ld_x), projected(k * G);
+    Buffer<T> x_rows(k * ld_x), projected(k * G);
     permute_rows(a.x, from.data(), x_rows.data(), nullptr, k, I);
     parallel_gemm<T>(false, true, k, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(0),
                      projected.data(), G);
@@ -144,8 +144,8 @@ void forward(const TreeForward<T>& a) {
     }
   }
 
-  std::vector<T> h_in(max_rows * in_width), h_edge(N ? 0 : max_edges * H);
-  std::vector<T> rec(max_rows * rec_width);  // N-ary: U [h_1; ...; h_N] + b_hh of the level
+  Buffer<T> h_in(max_rows * in_width), h_edge(N ? 0 : max_edges * H);
+  Buffer<T> rec(max_rows * rec_width);  // N-ary: U [h_1; ...; h_N] + b_hh of the level
   for (long l = 0; l < f.n_levels; ++l) {
     const Level lv = level_of(f, l);
     const long m = lv.rows(), ne = lv.edges();
@@ -222,12 +222,12 @@ void backward(const TreeBackward<T>& g) {
   const long gh_width = N ? (3 + N) * H : 0;
 
   // The running d h and d c of every row: the caller's, plus what each parent sends down.
-  std::vector<T> dh(n * H, T(0)), dc(n * H, T(0));
+  Buffer<T> dh(n * H), dc(n * H);
   if (g.dh) permute_rows(g.dh, f.order.data(), dh.data(), nullptr, n, H);
   if (g.dc) permute_rows(g.dc, f.order.data(), dc.data(), nullptr, n, H);
-  std::vector<T> dgx(n * G);                // d pre, x side: i, sum_k f_k, u, o
-  std::vector<T> d_forget(N ? 0 : E * H);   // Child-Sum: d pre of each edge's forget gate
-  std::vector<T> dgh(n * gh_width);         // N-ary: d pre, h side: i, f_1 .. f_N, u, o
+  Buffer<T> dgx(n * G);                // d pre, x side: i, sum_k f_k, u, o
+  Buffer<T> d_forget(N ? 0 : E * H);   // Child-Sum: d pre of each edge's forget gate
+  Buffer<T> dgh(n * gh_width);         // N-ary: d pre, h side: i, f_1 .. f_N, u, o
 
   long max_rows = 0, max_edges = 0;
   for (long l = 0; l < f.n_levels; ++l) {
@@ -235,7 +235,7 @@ void backward(const TreeBackward<T>& g) {
     max_rows = std::max(max_rows, lv.rows());
     max_edges = std::max(max_edges, lv.edges());
   }
-  std::vector<T> d_in(max_rows * in_width), d_edge(N ? 0 : max_edges * H);
+  Buffer<T> d_in(max_rows * in_width), d_edge(N ? 0 : max_edges * H);
 
   for (long l = f.n_levels - 1; l >= 0; --l) {
     const Level lv = level_of(f, l);
@@ -311,10 +311,10 @@ void backward(const TreeBackward<T>& g) {
 
   // Weight gradients. Only rows above the leaves (level 0) have children.
   const long r_inner = f.n_levels > 1 ? f.level_offsets[1] : n, inner = n - r_inner;
-  std::vector<T> h_in(inner * in_width);
+  Buffer<T> h_in(inner * in_width);
   gather_children(f, r_inner, n, H, N, s.h.data(), h_in.data());
   if (!N) {
-    std::vector<T> h_edge(E * H);
+    Buffer<T> h_edge(E * H);
     permute_rows(s.h.data(), f.child_rows.data(), h_edge.data(), nullptr, E, H);
     const T* dgx_inner = dgx.data() + r_inner * G;
     parallel_gemm<T>(true, false, H, H, inner, T(1), dgx_inner, G, h_in.data(), H, T(0), g.dw_hh, H);
@@ -331,7 +331,7 @@ void backward(const TreeBackward<T>& g) {
   }
 
   // The x side, in node order.
-  std::vector<T> dgx_nodes(n * G);
+  Buffer<T> dgx_nodes(n * G);
   permute_rows(dgx.data(), nullptr, dgx_nodes.data(), f.order.data(), n, G);
   parallel_gemm<T>(false, false, n, I, G, T(1), dgx_nodes.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
   parallel_gemm<T>(true, false, G, I, n, T(1), dgx_nodes.data(), G, a.x, ld_x, T(0), g.dw_ih, ld_x);

@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "buffer.h"
 #include "forest.h"
 
 namespace fastrnn {
@@ -11,9 +12,9 @@ namespace fastrnn {
 // What backward needs from a training-mode forward, by row.
 template <typename T>
 struct TreeSaved {
-  std::vector<T> gates;   // (n, 4H) activated i, -, u, o (the f slot holds W_f x + b_f)
-  std::vector<T> forget;  // (edges, H) the forget gate of each edge (child)
-  std::vector<T> c, h;    // (n, H)
+  Buffer<T> gates;   // (n, 4H) activated i, -, u, o (the f slot holds W_f x + b_f)
+  Buffer<T> forget;  // (edges, H) the forget gate of each edge (child)
+  Buffer<T> c, h;    // (n, H)
 };
 
 template <typename T>
