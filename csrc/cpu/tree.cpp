@@ -41,7 +41,7 @@ template <typename T>
 void add_into(T* dst, const T* src, long n) {
   for_each_unit<T>(n, [&](auto unit, long j) {
     using U = typename decltype(unit)::type;
-    store(dst + j, load<U>(dst + j) + load<U>(src + j));
+    unit.store(dst + j, unit.load(dst + j) + unit.load(src + j));
   });
 }
 
@@ -179,27 +179,27 @@ void forward(const TreeForward<T>& a) {
         T* h = s.h.data() + r * H;
         for_each_unit<T>(H, [&](auto unit, long j) {
           using U = typename decltype(unit)::type;
-          LstmGates<U> gv{load<U>(g + j), U(0), load<U>(g + 2 * H + j), load<U>(g + 3 * H + j)};
+          LstmGates<U> gv{unit.load(g + j), U(0), unit.load(g + 2 * H + j), unit.load(g + 3 * H + j)};
           if (N) {
-            gv.i += load<U>(q + j);
-            gv.g += load<U>(q + (1 + N) * H + j);
-            gv.o += load<U>(q + (2 + N) * H + j);
+            gv.i += unit.load(q + j);
+            gv.g += unit.load(q + (1 + N) * H + j);
+            gv.o += unit.load(q + (2 + N) * H + j);
           }
-          const U xf = load<U>(g + H + j);
+          const U xf = unit.load(g + H + j);
           U c_new, h_new;
           tree_lstm_forward_unit(
-              gv, n_kids, [&](long k) { return xf + load<U>(f_rec + k * H + j); },
-              [&](long k) { return load<U>(s.c.data() + kids[k] * H + j); },
+              gv, n_kids, [&](long k) { return xf + unit.load(f_rec + k * H + j); },
+              [&](long k) { return unit.load(s.c.data() + kids[k] * H + j); },
               [&](long k, U fk) {
-                if (training) store(f_row + k * H + j, fk);
+                if (training) unit.store(f_row + k * H + j, fk);
               },
               c_new, h_new);
-          store(c + j, c_new);
-          store(h + j, h_new);
+          unit.store(c + j, c_new);
+          unit.store(h + j, h_new);
           if (training) {
-            store(g + j, gv.i);
-            store(g + 2 * H + j, gv.g);
-            store(g + 3 * H + j, gv.o);
+            unit.store(g + j, gv.i);
+            unit.store(g + 2 * H + j, gv.g);
+            unit.store(g + 3 * H + j, gv.o);
           }
         });
       }
@@ -252,30 +252,30 @@ void backward(const TreeBackward<T>& g) {
         if (N) std::memset(d_f + n_kids * H, 0, (N - n_kids) * H * sizeof(T));
         for_each_unit<T>(H, [&](auto unit, long j) {
           using U = typename decltype(unit)::type;
-          const LstmGates<U> act{load<U>(gates + j), U(0), load<U>(gates + 2 * H + j),
-                                 load<U>(gates + 3 * H + j)};
+          const LstmGates<U> act{unit.load(gates + j), U(0), unit.load(gates + 2 * H + j),
+                                 unit.load(gates + 3 * H + j)};
           LstmGates<U> dpre;
           U d_f_sum(0);
           tree_lstm_backward_unit(
-              act, load<U>(s.c.data() + r * H + j), load<U>(dh.data() + r * H + j),
-              load<U>(dc.data() + r * H + j), n_kids,
-              [&](long k) { return load<U>(forget + k * H + j); },
-              [&](long k) { return load<U>(s.c.data() + kids[k] * H + j); },
+              act, unit.load(s.c.data() + r * H + j), unit.load(dh.data() + r * H + j),
+              unit.load(dc.data() + r * H + j), n_kids,
+              [&](long k) { return unit.load(forget + k * H + j); },
+              [&](long k) { return unit.load(s.c.data() + kids[k] * H + j); },
               [&](long k, U d_pre_f, U d_c_child) {
-                store(d_f + k * H + j, d_pre_f);
+                unit.store(d_f + k * H + j, d_pre_f);
                 d_f_sum += d_pre_f;
                 T* dck = dc.data() + kids[k] * H + j;
-                store(dck, load<U>(dck) + d_c_child);
+                unit.store(dck, unit.load(dck) + d_c_child);
               },
               dpre);
-          store(dx_side + j, dpre.i);
-          store(dx_side + H + j, d_f_sum);  // f's x side is shared by all children
-          store(dx_side + 2 * H + j, dpre.g);
-          store(dx_side + 3 * H + j, dpre.o);
+          unit.store(dx_side + j, dpre.i);
+          unit.store(dx_side + H + j, d_f_sum);  // f's x side is shared by all children
+          unit.store(dx_side + 2 * H + j, dpre.g);
+          unit.store(dx_side + 3 * H + j, dpre.o);
           if (N) {
-            store(dh_side + j, dpre.i);
-            store(dh_side + (1 + N) * H + j, dpre.g);
-            store(dh_side + (2 + N) * H + j, dpre.o);
+            unit.store(dh_side + j, dpre.i);
+            unit.store(dh_side + (1 + N) * H + j, dpre.g);
+            unit.store(dh_side + (2 + N) * H + j, dpre.o);
           }
         });
       }
