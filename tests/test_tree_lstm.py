@@ -52,10 +52,12 @@ def test_tree_lstm_matches_reference_on_random_forests(seed, arity, bias, dtype)
             assert_close(a, b, dtype)
 
 
+@pytest.mark.parametrize("no_input_at_all", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("arity", [None, 2])
-def test_nodes_without_input_zero_rows_match_reference(arity, dtype):
-    # Inputs on leaves only, as in SST: the kernel leaves the zero rows out of the projection.
+def test_nodes_without_input_zero_rows_match_reference(arity, dtype, no_input_at_all):
+    # Inputs on leaves only, as in SST: the kernel leaves the zero rows out of the projection
+    # and of dW_ih (and with no input anywhere, both GEMMs have no rows: dW_ih must be zero).
     rng = np.random.default_rng(11)
     n, inp, hidden = 80, 6, 9
     parents = random_forest(rng, n, arity=arity, root_prob=0.1)
@@ -64,6 +66,8 @@ def test_nodes_without_input_zero_rows_match_reference(arity, dtype):
     has_children[parents[parents >= 0]] = True
     x[has_children] = 0.0
     x[np.flatnonzero(~has_children)[:2]] = 0.0  # and a couple of input-less leaves
+    if no_input_at_all:
+        x[:] = 0.0
     w = weights(rng, inp, hidden, arity, True)
     dh, dc = rng.standard_normal((n, hidden)), rng.standard_normal((n, hidden))
     got, want, g_got, g_want = run_both(x, parents, w, arity, dh, dc, dtype)

@@ -71,6 +71,16 @@ void permute_rows(const T* src, const long* from, T* dst, const long* to, long r
   });
 }
 
+// The nodes whose row of x (n, I) is not all zero, in node order. A node without input (in SST-like
+// trees, every inner node) adds nothing to W_ih x nor to dW_ih, so the GEMMs leave it out.
+template <typename T>
+std::vector<long> nodes_with_input(const T* x, long n, long I) {
+  std::vector<long> nodes;
+  for (long j = 0; j < n; ++j)
+    if (std::any_of(x + j * I, x + (j + 1) * I, [](T v) { return v != T(0); })) nodes.push_back(j);
+  return nodes;
+}
+
 // The children's h of rows r0 .. r1, as the level's recurrent GEMM reads it. Child-Sum (arity 0):
 // out (rows, H) = sum_k h_k. N-ary: out (rows, N*H) = [h_1; ...; h_N], zeros where missing.
 template <typename T>
@@ -121,17 +131,10 @@ void forward(const TreeForward<T>& a) {
       if (!N)
         for (long j = 0; j < G; ++j) bias[j] += a.b_hh[j];
     }
-    // Only the rows of x that hold an input enter the GEMM: a node without input has a zero row
-    // (in SST-like trees, every inner node), and its projection is zero.
-    std::vector<long> from, to;
-    for (long r = 0; r < n; ++r) {
-      const T* row = a.x + f.order[r] * I;
-      if (std::any_of(row, row + I, [](T v) { return v != T(0); })) {
-        from.push_back(f.order[r]);
-        to.push_back(r);
-      }
-    }
+    const std::vector<long> from = nodes_with_input(a.x, n, I);
     const long k = long(from.size());
+    std::vector<long> to(k);
+    for (long j = 0; j < k; ++j) to[j] = f.row_of[from[j]];
     Buffer<T> x_rows(k * ld_x), projected(k * G);
     permute_rows(a.x, from.data(), x_rows.data(), nullptr, k, I);
     parallel_gemm<T>(false, true, k, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(0),
@@ -334,7 +337,17 @@ void backward(const TreeBackward<T>& g) {
   Buffer<T> dgx_nodes(n * G);
   permute_rows(dgx.data(), nullptr, dgx_nodes.data(), f.order.data(), n, G);
   parallel_gemm<T>(false, false, n, I, G, T(1), dgx_nodes.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
-  parallel_gemm<T>(true, false, G, I, n, T(1), dgx_nodes.data(), G, a.x, ld_x, T(0), g.dw_ih, ld_x);
+  const std::vector<long> inputs = nodes_with_input(a.x, n, I);
+  const long k = long(inputs.size());
+  if (k == n) {
+    parallel_gemm<T>(true, false, G, I, n, T(1), dgx_nodes.data(), G, a.x, ld_x, T(0), g.dw_ih, ld_x);
+  } else {
+    Buffer<T> x_rows(k * ld_x, false), dgx_rows(k * G, false);
+    permute_rows(a.x, inputs.data(), x_rows.data(), nullptr, k, I);
+    permute_rows(dgx_nodes.data(), inputs.data(), dgx_rows.data(), nullptr, k, G);
+    parallel_gemm<T>(true, false, G, I, k, T(1), dgx_rows.data(), G, x_rows.data(), ld_x, T(0), g.dw_ih,
+                     ld_x);
+  }
   if (g.db_ih) column_sums(dgx_nodes.data(), n, G, g.db_ih);
 }
 
