@@ -40,7 +40,6 @@ long node_cost(const Level& lv, long hidden) {
 template <typename T>
 void add_into(T* dst, const T* src, long n) {
   for_each_unit<T>(n, [&](auto unit, long j) {
-    using U = typename decltype(unit)::type;
     unit.store(dst + j, unit.load(dst + j) + unit.load(src + j));
   });
 }
