@@ -124,7 +124,8 @@ struct Forward {
   bool chunked;            // `gates` holds only the current chunk's rows (inference)
   long chunk;              // steps per input-projection chunk
   T* w_packed;             // W_hh in panel blocks (each thread packs its own)
-  T* w_ih_packed;          // W_ih in the same blocks when the input projection is fused, or null
+  T* w_ih_packed;          // W_ih in panel blocks: of the step's width when fused, else of W units
+  bool fused;              // the input projection runs in the step's panel
   const T* bias_x;         // (G*H,) added to the input projection, or null
   const T* h0;             // (B, O), zeros when the caller gave none
   // LSTM projection: o*tanh(c) of every row (training: a column block of `gates`; inference:
@@ -168,25 +169,27 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
   const bool training = a.saved != nullptr;
   const long first = units.begin / BW, last = (units.end + BW - 1) / BW;
   pack_gate_blocks(f.w_packed, a.w_hh, G, H, O, BW, first, last);
-  if (f.w_ih_packed) pack_gate_blocks(f.w_ih_packed, a.w_ih, G, H, I, BW, first, last);
+  const long x_width = f.fused ? BW : W;  // units per block of the packed W_ih
+  pack_gate_blocks(f.w_ih_packed, a.w_ih, G, H, I, x_width, units.begin / x_width,
+                   (units.end + x_width - 1) / x_width);
 
   for (long t0 = 0; t0 < a.steps; t0 += f.chunk) {
     const long t1 = std::min(t0 + f.chunk, a.steps);
     const long r0 = s.offset[t0], rows = s.offset[t1] - r0;
     const long base = f.chunked ? r0 : 0;  // packed row held in gates' first row
     T* gates = f.gates + (r0 - base) * f.ld;
-    // Input projection of this thread's units for the chunk: one GEMM per gate block, or one
-    // for all gates when this thread owns every unit (their columns are then contiguous).
-    const bool all_units = units.size() == H;
-    const long blocks = f.w_ih_packed ? 0 : all_units ? 1 : G, cols = all_units ? G * H : units.size();
-    for (long g = 0; g < blocks && cols > 0; ++g) {
-      T* dst = gates + g * H + units.begin;
-      for (long r = 0; r < rows; ++r) {
-        if (f.bias_x) std::memcpy(dst + r * f.ld, f.bias_x + g * H + units.begin, cols * sizeof(T));
-        else std::memset(dst + r * f.ld, 0, cols * sizeof(T));
-      }
-      gemm<T>(false, true, rows, cols, I, T(1), a.x + r0 * I, I,
-              a.w_ih + (g * H + units.begin) * I, I, T(1), dst, f.ld);
+    // Input projection of this thread's units for the chunk (unless the step's panel does it),
+    // with the panel: for these shapes (few rows, K = I) it runs at 2x the BLAS's GEMM.
+    for (long u0 = units.begin; u0 < units.end && !f.fused; u0 += W) {
+      const long n = std::min(W, units.end - u0);
+      for_each_panel<T, G, panel_rows<G>()>(rows, a.x + r0 * I, I, f.w_ih_packed + (u0 / W) * I * G * W,
+                                            G * W, I, [&](const auto& pa, long rb) {
+        for (int r = 0; r < pa.rows; ++r)
+          for (int g = 0; g < G; ++g) {
+            const V b = f.bias_x ? load_n(f.bias_x + g * H + u0, n) : V(T(0));
+            store_n(gates + (rb + r) * f.ld + g * H + u0, pa.v[r][g] + b, n);
+          }
+      });
     }
     for (long t = t0; t < t1; ++t) {
       const long bt = s.size[t];
@@ -195,7 +198,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
         const T* w = f.w_packed + (u0 / BW) * O * G * BW;
         // With the input projection fused, x_t W_ih^T is the panel's first operand.
         const Operand<T> xw{a.x + s.offset[t] * I, I, f.w_ih_packed + (u0 / BW) * I * G * BW, G * BW,
-                            f.w_ih_packed ? I : 0};
+                            f.fused ? I : 0};
         const Operand<T> hw{h_prev, O, w, G * BW, O};
         for_each_panel<T, G * NB, panel_rows<G * NB>()>(bt, xw.K ? xw : hw, xw.K ? hw : xw, [&](const auto& pa, long rb) {
           for (int i = 0; i < pa.rows * NB; ++i) {  // batch row r, vector nb of the panel's units
@@ -208,7 +211,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
             // The x side of gate g: from the projection done before, or the bias alone when
             // the panel summed it.
             const auto x_side = [&](int g) {
-              if (!f.w_ih_packed) return load_n(gx + g * H, n);
+              if (!f.fused) return load_n(gx + g * H, n);
               return f.bias_x ? load_n(f.bias_x + g * H + u, n) : V(T(0));
             };
             T* y = a.y + row * O + u;
@@ -329,9 +332,10 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   // that, one GEMM over many steps does the projection better. The GRU keeps its x side apart
   // for r * (W_hn h + b_hn).
   const bool fuse_x = cell != CellKind::gru && (a.steps ? s.size[0] : 0) >= 8;
-  Buffer<T> w_ih_packed(fuse_x ? blocks * I * G * BW : 0, false);
+  const long x_width = fuse_x ? BW : W;
+  Buffer<T> w_ih_packed((H + x_width - 1) / x_width * I * G * x_width, false);
   const Forward<T> f{a, s, H, I, O, ld, gates, !work.empty(), chunk, w_packed.data(),
-                     fuse_x ? w_ih_packed.data() : nullptr, bias.empty() ? nullptr : bias.data(),
+                     w_ih_packed.data(), fuse_x, bias.empty() ? nullptr : bias.data(),
                      h0, h_full, ld_full, w_hr_t.data(), o_pad};
   const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
   run_parallel(threads, [&](int p, int parts) {
