@@ -12,6 +12,7 @@
 #include "bind_util.h"
 #include "cpu/blas.h"
 #include "cpu/buffer.h"
+#include "cpu/pack_cache.h"
 #include "cpu/isa.h"
 #include "cpu/sequence.h"
 #include "cpu/threads.h"
@@ -126,7 +127,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("layer_backward", &layer_backward_py<double>);
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
-  m.def("release_scratch", &scratch_release, "Free the scratch blocks kept between calls.");
+  m.def("release_scratch", [] {
+    pack_release();
+    scratch_release();
+  }, "Free the scratch blocks and packed weights kept between calls.");
   m.def("isa", &isa_current, "The instruction set the kernels run with.");
   m.def("isa_supported", &isa_supported, "Instruction sets available here, best first.");
   m.def("set_isa", &isa_select, "Select an instruction set by name, or 'auto'.");

@@ -234,6 +234,32 @@ def test_scratch_memory_kept_from_another_call_does_not_leak_into_results(cell, 
     fastrnn.release_memory()
 
 
+@pytest.mark.parametrize("which", ["w_ih", "w_hh"])
+@pytest.mark.parametrize("batch", [1, 9])  # the projection before the steps, and fused into them
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_weights_changed_in_place_between_calls_are_used(cell, dtype, batch, which, rng):
+    """Packed weights are kept between calls and found again by their contents: a weight matrix
+    changed in place (one element by one ulp, as an optimizer step may) must be repacked."""
+    p = make_problem(rng, cell, 5, batch, 7, 20, dtype)
+    p.forward(training=False)  # packs and keeps the weights
+    w = getattr(p, which)
+    for change in ("one ulp", "swap two"):
+        if change == "one ulp":
+            w[3, 1] = np.nextafter(w[3, 1], w.dtype.type(np.inf))
+        else:  # the same values in another order: a sum of the elements would not see it
+            w[[0, 1]] = w[[1, 0]]
+        got = p.forward(training=False)
+        assert_results_close(got, expected_forward(p), dtype, OUTPUTS)
+        again = p.replace(**{which: w.copy()}).forward(training=False)  # another address
+        fastrnn.release_memory()
+        packed_afresh = p.forward(training=False)
+        for name in OUTPUTS:
+            if getattr(got, name) is not None:  # bit for bit: one ulp is below any tolerance
+                np.testing.assert_array_equal(getattr(got, name), getattr(packed_afresh, name))
+                np.testing.assert_array_equal(getattr(again, name), getattr(packed_afresh, name))
+
+
 # ---- the caller's arrays ---------------------------------------------------------------------
 
 def strided_views(p: Problem) -> Problem:

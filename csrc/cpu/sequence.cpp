@@ -18,6 +18,7 @@
 #include "../cells/rnn.h"
 #include "blas.h"
 #include "buffer.h"
+#include "pack_cache.h"
 #include "isa.h"
 #include "panel.h"
 #include "sequence.h"
@@ -126,6 +127,7 @@ struct Forward {
   T* w_packed;             // W_hh in panel blocks (each thread packs its own)
   T* w_ih_packed;          // W_ih in panel blocks: of the step's width when fused, else of W units
   bool fused;              // the input projection runs in the step's panel
+  bool pack_hh, pack_ih;   // the threads pack W_hh, W_ih (else a kept packing from pack_cache.h)
   const T* bias_x;         // (G*H,) added to the input projection, or null
   const T* h0;             // (B, O), zeros when the caller gave none
   // LSTM projection: o*tanh(c) of every row (training: a column block of `gates`; inference:
@@ -168,10 +170,11 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
   const Range outs = share(O, p, parts, W);
   const bool training = a.saved != nullptr;
   const long first = units.begin / BW, last = (units.end + BW - 1) / BW;
-  pack_gate_blocks(f.w_packed, a.w_hh, G, H, O, BW, first, last);
+  if (f.pack_hh) pack_gate_blocks(f.w_packed, a.w_hh, G, H, O, BW, first, last);
   const long x_width = f.fused ? BW : W;  // units per block of the packed W_ih
-  pack_gate_blocks(f.w_ih_packed, a.w_ih, G, H, I, x_width, units.begin / x_width,
-                   (units.end + x_width - 1) / x_width);
+  if (f.pack_ih)
+    pack_gate_blocks(f.w_ih_packed, a.w_ih, G, H, I, x_width, units.begin / x_width,
+                     (units.end + x_width - 1) / x_width);
 
   for (long t0 = 0; t0 < a.steps; t0 += f.chunk) {
     const long t1 = std::min(t0 + f.chunk, a.steps);
@@ -324,7 +327,9 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   constexpr int NB = wide_blocks<cell>();
   const bool wide = narrow_batch(a.steps ? s.size[0] : 0);
   const long BW = (wide ? NB : 1) * W, blocks = (H + BW - 1) / BW;
-  Buffer<T> w_packed(blocks * O * G * BW, false);
+  bool kept_hh, kept_ih;
+  const auto w_packed = pack_find(a.w_hh, G * H * O * sizeof(T), {G, H, O, BW, long(sizeof(T)), W},
+                                  blocks * O * G * BW * sizeof(T), kept_hh);
   // From 8 batch rows on, the LSTM's and the Elman RNN's input projection runs in the step's
   // panel beside the recurrent product (x_t and h_{t-1} against W_ih and W_hh packed alike):
   // the panel runs closer to the FMA peak than the BLAS's GEMM, and the x-side gates never make
@@ -333,15 +338,20 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   // for r * (W_hn h + b_hn).
   const bool fuse_x = cell != CellKind::gru && (a.steps ? s.size[0] : 0) >= 8;
   const long x_width = fuse_x ? BW : W;
-  Buffer<T> w_ih_packed((H + x_width - 1) / x_width * I * G * x_width, false);
-  const Forward<T> f{a, s, H, I, O, ld, gates, !work.empty(), chunk, w_packed.data(),
-                     w_ih_packed.data(), fuse_x, bias.empty() ? nullptr : bias.data(),
+  const auto w_ih_packed = pack_find(a.w_ih, G * H * I * sizeof(T),
+                                     {G, H, I, x_width, long(sizeof(T)), W},
+                                     (H + x_width - 1) / x_width * I * G * x_width * sizeof(T), kept_ih);
+  const Forward<T> f{a, s, H, I, O, ld, gates, !work.empty(), chunk,
+                     static_cast<T*>(w_packed->data), static_cast<T*>(w_ih_packed->data), fuse_x,
+                     !kept_hh, !kept_ih, bias.empty() ? nullptr : bias.data(),
                      h0, h_full, ld_full, w_hr_t.data(), o_pad};
   const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
   run_parallel(threads, [&](int p, int parts) {
     if (wide) forward_thread<T, cell, NB>(f, p, parts);
     else forward_thread<T, cell, 1>(f, p, parts);
   });
+  if (!kept_hh) pack_keep(w_packed);
+  if (!kept_ih) pack_keep(w_ih_packed);
 }
 
 // ---- backward ------------------------------------------------------------------------------

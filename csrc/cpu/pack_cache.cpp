@@ -1,0 +1,128 @@
+// The kept packed weights of pack_cache.h.
+#include "pack_cache.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <list>
+#include <mutex>
+#include <new>
+
+#include "buffer.h"
+
+namespace fastrnn {
+namespace {
+
+std::uint64_t rotl(std::uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+// Four independent multiply-rotate lanes over 8-byte words, then the tail and the length, mixed.
+std::uint64_t content_hash(const void* p, std::size_t bytes) {
+  constexpr std::uint64_t k1 = 0x9E3779B185EBCA87ULL, k2 = 0xC2B2AE3D27D4EB4FULL;
+  std::uint64_t h[4] = {k1, k2, k1 ^ k2, k1 + k2};
+  const unsigned char* c = static_cast<const unsigned char*>(p);
+  std::size_t i = 0;
+  for (; i + 32 <= bytes; i += 32)
+    for (int l = 0; l < 4; ++l) {
+      std::uint64_t w;
+      std::memcpy(&w, c + i + 8 * l, 8);
+      h[l] = rotl(h[l] ^ (w * k2), 31) * k1;
+    }
+  for (; i + 8 <= bytes; i += 8) {  // the whole words left
+    std::uint64_t w;
+    std::memcpy(&w, c + i, 8);
+    h[0] = rotl(h[0] ^ (w * k2), 31) * k1;
+  }
+  std::uint64_t tail = 0;  // the last 0-7 bytes
+  std::memcpy(&tail, c + i, bytes - i);
+  std::uint64_t out = rotl(h[0], 1) + rotl(h[1], 7) + rotl(h[2], 12) + rotl(h[3], 18);
+  out ^= (tail * k2) ^ (std::uint64_t(bytes) * k1);
+  out ^= out >> 33;
+  out *= k2;
+  out ^= out >> 29;
+  return out;
+}
+
+struct Cache {
+  std::mutex mutex;
+  std::list<std::shared_ptr<PackedWeights>> kept;  // most recently used first
+  std::size_t held = 0, limit = 0;
+  Cache() {
+    const char* env = std::getenv("FASTRNN_SCRATCH_MB");
+    const long mb = env ? std::strtol(env, nullptr, 10) : 256;
+    limit = std::size_t(mb > 0 ? mb : 0) << 20;
+  }
+};
+
+Cache& cache() {
+  static Cache c;
+  return c;
+}
+
+}  // namespace
+
+PackedWeights::~PackedWeights() {
+  if (data) scratch_give(data, bytes);
+}
+
+std::shared_ptr<PackedWeights> pack_find(const void* source, std::size_t source_bytes,
+                                         const std::array<long, 6>& layout, std::size_t bytes,
+                                         bool& hit) {
+  const std::uint64_t hash = content_hash(source, source_bytes);
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    for (auto it = c.kept.begin(); it != c.kept.end(); ++it) {
+      const PackedWeights& k = **it;
+      if (k.hash == hash && k.source_bytes == source_bytes && k.layout == layout && k.bytes == bytes) {
+        auto found = *it;
+        c.kept.splice(c.kept.begin(), c.kept, it);
+        hit = true;
+        return found;
+      }
+    }
+  }
+  hit = false;
+  auto made = std::make_shared<PackedWeights>();
+  made->layout = layout;
+  made->source = source;
+  made->hash = hash;
+  made->source_bytes = source_bytes;
+  made->bytes = bytes;
+  made->data = bytes ? scratch_take(bytes) : nullptr;
+  return made;
+}
+
+void pack_keep(const std::shared_ptr<PackedWeights>& packed) {
+  Cache& c = cache();
+  std::list<std::shared_ptr<PackedWeights>> dropped;  // freed outside the lock
+  std::lock_guard<std::mutex> lock(c.mutex);
+  if (packed->bytes > c.limit) return;
+  for (auto it = c.kept.begin(); it != c.kept.end();) {
+    const PackedWeights& k = **it;
+    const bool same_contents = k.hash == packed->hash && k.source_bytes == packed->source_bytes;
+    if ((same_contents || k.source == packed->source) && k.layout == packed->layout) {
+      c.held -= k.bytes;
+      auto next = std::next(it);
+      dropped.splice(dropped.end(), c.kept, it);
+      it = next;
+    } else {
+      ++it;
+    }
+  }
+  c.kept.push_front(packed);
+  c.held += packed->bytes;
+  while (c.kept.size() > 16 || c.held > c.limit) {
+    c.held -= c.kept.back()->bytes;
+    dropped.splice(dropped.end(), c.kept, std::prev(c.kept.end()));
+  }
+}
+
+void pack_release() {
+  Cache& c = cache();
+  std::list<std::shared_ptr<PackedWeights>> dropped;
+  std::lock_guard<std::mutex> lock(c.mutex);
+  dropped.swap(c.kept);
+  c.held = 0;
+}
+
+}  // namespace fastrnn
