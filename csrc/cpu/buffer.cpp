@@ -31,14 +31,13 @@ struct Cache {
     const long mb = env ? std::strtol(env, nullptr, 10) : 256;
     limit = std::size_t(mb > 0 ? mb : 0) << 20;
   }
-  ~Cache() {
-    for (const Block& b : blocks) std::free(b.p);
-  }
 };
 
+// Never destroyed: blocks are handed back from destructors that may run at exit after a static
+// cache would have been (the order of static destruction across files is unspecified).
 Cache& cache() {
-  static Cache c;
-  return c;
+  static Cache* c = new Cache;
+  return *c;
 }
 
 // Rounded up so that blocks of nearly the same size are interchangeable.

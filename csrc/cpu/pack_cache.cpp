@@ -53,9 +53,10 @@ struct Cache {
   }
 };
 
+// Never destroyed, as the scratch cache it gives blocks back to (buffer.cpp).
 Cache& cache() {
-  static Cache c;
-  return c;
+  static Cache* c = new Cache;
+  return *c;
 }
 
 }  // namespace
