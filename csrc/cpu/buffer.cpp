@@ -24,13 +24,6 @@ struct Cache {
   std::mutex mutex;
   std::vector<Block> blocks;  // oldest first
   std::size_t held = 0;
-  std::size_t limit = 0;
-
-  Cache() {
-    const char* env = std::getenv("FASTRNN_SCRATCH_MB");
-    const long mb = env ? std::strtol(env, nullptr, 10) : 256;
-    limit = std::size_t(mb > 0 ? mb : 0) << 20;
-  }
 };
 
 // Never destroyed: blocks are handed back from destructors that may run at exit after a static
@@ -47,6 +40,15 @@ std::size_t rounded(std::size_t bytes) {
 }
 
 }  // namespace
+
+std::size_t scratch_limit() {
+  static const std::size_t limit = [] {
+    const char* env = std::getenv("FASTRNN_SCRATCH_MB");
+    const long mb = env ? std::strtol(env, nullptr, 10) : 256;
+    return std::size_t(mb > 0 ? mb : 0) << 20;
+  }();
+  return limit;
+}
 
 void* scratch_take(std::size_t bytes) {
   if (bytes >= kCachedFrom) {
@@ -85,12 +87,12 @@ void scratch_give(void* p, std::size_t bytes) {
   std::vector<void*> freed;
   {
     std::lock_guard<std::mutex> lock(c.mutex);
-    if (bytes > c.limit) {
+    if (bytes > scratch_limit()) {
       freed.push_back(p);
     } else {
       c.blocks.push_back({p, bytes});
       c.held += bytes;
-      while (c.held > c.limit) {  // the oldest go first
+      while (c.held > scratch_limit()) {  // the oldest go first
         freed.push_back(c.blocks.front().p);
         c.held -= c.blocks.front().bytes;
         c.blocks.erase(c.blocks.begin());

@@ -18,6 +18,9 @@ void* scratch_take(std::size_t bytes);
 void scratch_give(void* p, std::size_t bytes);
 // Frees every kept block.
 void scratch_release();
+// Bytes each cache of the CPU kernels may keep between calls: FASTRNN_SCRATCH_MB MiB (default
+// 256; 0 keeps nothing). Read once.
+std::size_t scratch_limit();
 
 template <typename T>
 class Buffer {

@@ -45,12 +45,7 @@ std::uint64_t content_hash(const void* p, std::size_t bytes) {
 struct Cache {
   std::mutex mutex;
   std::list<std::shared_ptr<PackedWeights>> kept;  // most recently used first
-  std::size_t held = 0, limit = 0;
-  Cache() {
-    const char* env = std::getenv("FASTRNN_SCRATCH_MB");
-    const long mb = env ? std::strtol(env, nullptr, 10) : 256;
-    limit = std::size_t(mb > 0 ? mb : 0) << 20;
-  }
+  std::size_t held = 0;
 };
 
 // Never destroyed, as the scratch cache it gives blocks back to (buffer.cpp).
@@ -97,7 +92,7 @@ void pack_keep(const std::shared_ptr<PackedWeights>& packed) {
   Cache& c = cache();
   std::list<std::shared_ptr<PackedWeights>> dropped;  // freed outside the lock
   std::lock_guard<std::mutex> lock(c.mutex);
-  if (packed->bytes > c.limit) return;
+  if (packed->bytes > scratch_limit()) return;
   for (auto it = c.kept.begin(); it != c.kept.end();) {
     const PackedWeights& k = **it;
     const bool same_contents = k.hash == packed->hash && k.source_bytes == packed->source_bytes;
@@ -112,7 +107,7 @@ void pack_keep(const std::shared_ptr<PackedWeights>& packed) {
   }
   c.kept.push_front(packed);
   c.held += packed->bytes;
-  while (c.kept.size() > 16 || c.held > c.limit) {
+  while (c.kept.size() > 16 || c.held > scratch_limit()) {
     c.held -= c.kept.back()->bytes;
     dropped.splice(dropped.end(), c.kept, std::prev(c.kept.end()));
   }
