@@ -15,26 +15,38 @@ namespace {
 
 std::uint64_t rotl(std::uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
-// Four independent multiply-rotate lanes over 8-byte words, then the tail and the length, mixed.
+// Independent multiply-rotate lanes over 4-byte words, 64 of them so that the loop runs in vector
+// registers (cloned per instruction set and chosen at load time; the value is the same on each),
+// then the lanes, the tail and the length mixed into 64 bits. Each step is a bijection of a lane's
+// state, so a change confined to one lane always changes the hash.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 std::uint64_t content_hash(const void* p, std::size_t bytes) {
+  constexpr int kLanes = 64;
+  constexpr std::uint32_t k32 = 0x9E3779B1U;
   constexpr std::uint64_t k1 = 0x9E3779B185EBCA87ULL, k2 = 0xC2B2AE3D27D4EB4FULL;
-  std::uint64_t h[4] = {k1, k2, k1 ^ k2, k1 + k2};
+  std::uint32_t h[kLanes];
+  for (int l = 0; l < kLanes; ++l) h[l] = k32 + std::uint32_t(l);
   const unsigned char* c = static_cast<const unsigned char*>(p);
   std::size_t i = 0;
-  for (; i + 32 <= bytes; i += 32)
-    for (int l = 0; l < 4; ++l) {
-      std::uint64_t w;
-      std::memcpy(&w, c + i + 8 * l, 8);
-      h[l] = rotl(h[l] ^ (w * k2), 31) * k1;
+  for (; i + 4 * kLanes <= bytes; i += 4 * kLanes) {
+    std::uint32_t w[kLanes];
+    std::memcpy(w, c + i, sizeof w);
+    for (int l = 0; l < kLanes; ++l) {
+      const std::uint32_t m = (h[l] ^ w[l]) * k32;
+      h[l] = (m << 15) | (m >> 17);
     }
+  }
+  std::uint64_t out = k2;
+  for (int l = 0; l < kLanes; ++l) out = rotl(out ^ (h[l] * k2), 31) * k1;
   for (; i + 8 <= bytes; i += 8) {  // the whole words left
     std::uint64_t w;
     std::memcpy(&w, c + i, 8);
-    h[0] = rotl(h[0] ^ (w * k2), 31) * k1;
+    out = rotl(out ^ (w * k2), 31) * k1;
   }
   std::uint64_t tail = 0;  // the last 0-7 bytes
   std::memcpy(&tail, c + i, bytes - i);
-  std::uint64_t out = rotl(h[0], 1) + rotl(h[1], 7) + rotl(h[2], 12) + rotl(h[3], 18);
   out ^= (tail * k2) ^ (std::uint64_t(bytes) * k1);
   out ^= out >> 33;
   out *= k2;
