@@ -176,6 +176,8 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     pack_gate_blocks(f.w_ih_packed, a.w_ih, G, H, I, x_width, units.begin / x_width,
                      (units.end + x_width - 1) / x_width);
 
+  const long n_blocks = (units.end - units.begin + BW - 1) / BW;
+  std::vector<T> h_rev(NB > 1 ? 2 * O : 0);  // h_{t-1} of the (at most two) rows, reversed
   for (long t0 = 0; t0 < a.steps; t0 += f.chunk) {
     const long t1 = std::min(t0 + f.chunk, a.steps);
     const long r0 = s.offset[t0], rows = s.offset[t1] - r0;
@@ -197,12 +199,20 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     for (long t = t0; t < t1; ++t) {
       const long bt = s.size[t];
       const T* h_prev = t == 0 ? f.h0 : a.y + s.offset[t - 1] * O;
-      for (long u0 = units.begin; u0 < units.end; u0 += BW) {
+      // With one or two batch rows, every other step reads this thread's share of W_hh backwards
+      // (blocks, and k within them against h_{t-1} reversed): what the previous step read last is
+      // still in L1 and is read first.
+      const bool back = NB > 1 && t % 2;
+      if (back)
+        for (long b = 0; b < bt; ++b) std::reverse_copy(h_prev + b * O, h_prev + (b + 1) * O, h_rev.data() + b * O);
+      for (long j = 0; j < n_blocks; ++j) {
+        const long u0 = units.begin + (back ? n_blocks - 1 - j : j) * BW;
         const T* w = f.w_packed + (u0 / BW) * O * G * BW;
         // With the input projection fused, x_t W_ih^T is the panel's first operand.
         const Operand<T> xw{a.x + s.offset[t] * I, I, f.w_ih_packed + (u0 / BW) * I * G * BW, G * BW,
                             f.fused ? I : 0};
-        const Operand<T> hw{h_prev, O, w, G * BW, O};
+        const Operand<T> hw = back ? Operand<T>{h_rev.data(), O, w + (O - 1) * G * BW, -G * BW, O}
+                                   : Operand<T>{h_prev, O, w, G * BW, O};
         for_each_panel<T, G * NB, panel_rows<G * NB>()>(bt, xw.K ? xw : hw, xw.K ? hw : xw, [&](const auto& pa, long rb) {
           for (int i = 0; i < pa.rows * NB; ++i) {  // batch row r, vector nb of the panel's units
             const int r = i / NB, nb = i % NB;
