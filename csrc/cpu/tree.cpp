@@ -74,9 +74,14 @@ void permute_rows(const T* src, const long* from, T* dst, const long* to, long r
 // trees, every inner node) adds nothing to W_ih x nor to dW_ih, so the GEMMs leave it out.
 template <typename T>
 std::vector<long> nodes_with_input(const T* x, long n, long I) {
+  std::vector<char> has(n);
+  parallel_for(n, I, [&](long j0, long j1) {
+    for (long j = j0; j < j1; ++j)
+      has[j] = std::any_of(x + j * I, x + (j + 1) * I, [](T v) { return v != T(0); });
+  });
   std::vector<long> nodes;
   for (long j = 0; j < n; ++j)
-    if (std::any_of(x + j * I, x + (j + 1) * I, [](T v) { return v != T(0); })) nodes.push_back(j);
+    if (has[j]) nodes.push_back(j);
   return nodes;
 }
 
@@ -138,22 +143,37 @@ void forward(const TreeForward<T>& a) {
     permute_rows(a.x, from.data(), x_rows.data(), nullptr, k, I);
     parallel_gemm<T>(false, true, k, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(0),
                      projected.data(), G);
-    fill_rows(s.gates.data(), n, G, G, bias.empty() ? nullptr : bias.data());
-    for (long j = 0; j < k; ++j) {
-      T* gates = s.gates.data() + to[j] * G;
-      const T* p = projected.data() + j * G;
-      for (long c = 0; c < G; ++c) gates[c] += p[c];
-    }
+    // Every row of gates written once, by the threads: bias + its projection (if it has input).
+    std::vector<long> projected_row(n, -1);
+    for (long j = 0; j < k; ++j) projected_row[to[j]] = j;
+    const T* b = bias.empty() ? nullptr : bias.data();
+    parallel_for(n, G, [&](long r0, long r1) {
+      for (long r = r0; r < r1; ++r) {
+        T* gates = s.gates.data() + r * G;
+        const long j = projected_row[r];
+        if (j < 0) {
+          fill_rows(gates, 1, G, G, b);
+          continue;
+        }
+        const T* p = projected.data() + j * G;
+        for_each_unit<T>(G, [&](auto unit, long c) {
+          using U = typename decltype(unit)::type;
+          unit.store(gates + c, unit.load(p + c) + (b ? unit.load(b + c) : U(0)));
+        });
+      }
+    });
   }
 
   Buffer<T> h_in(max_rows * in_width), h_edge(N ? 0 : max_edges * H);
-  Buffer<T> rec(max_rows * rec_width);  // N-ary: U [h_1; ...; h_N] + b_hh of the level
+  Buffer<T> rec(max_rows * rec_width);  // N-ary: U [h_1; ...; h_N] of the level
+  // N-ary: b_hh, added in the cell's pass (zeros when there is none).
+  std::vector<T> no_bias(N && !a.b_hh ? rec_width : 0, T(0));
+  const T* b_rec = N ? (a.b_hh ? a.b_hh : no_bias.data()) : nullptr;
   for (long l = 0; l < f.n_levels; ++l) {
     const Level lv = level_of(f, l);
     const long m = lv.rows(), ne = lv.edges();
     T* gates = s.gates.data() + lv.r0 * G;
     T* forget = s.forget.data() + (training ? lv.e0 : 0) * H;  // the level's edges
-    if (N) fill_rows(rec.data(), m, rec_width, rec_width, a.b_hh);
     if (ne > 0) {
       gather_children(f, lv.r0, lv.r1, H, N, s.h.data(), h_in.data());
       if (!N) {
@@ -165,7 +185,7 @@ void forward(const TreeForward<T>& a) {
         parallel_gemm<T>(false, true, ne, H, H, T(1), h_edge.data(), H, a.w_hh + H * H, H, T(0), forget, H);
       } else {
         parallel_gemm<T>(false, true, m, rec_width, in_width, T(1), h_in.data(), in_width, a.w_hh,
-                in_width, T(1), rec.data(), rec_width);
+                in_width, T(0), rec.data(), rec_width);
       }
     }
     parallel_for(m, node_cost(lv, H), [&](long b0, long b1) {
@@ -174,23 +194,30 @@ void forward(const TreeForward<T>& a) {
         const long eb = f.child_offsets[r], n_kids = f.child_offsets[r + 1] - eb;
         const long* kids = f.child_rows.data() + eb;
         T* f_row = forget + (eb - lv.e0) * H;  // child k's forget gate at f_row + k*H
-        const T* q = N ? rec.data() + (r - lv.r0) * rec_width : nullptr;
-        // Child k's recurrent forget pre-activation, H apart for either kind.
+        // N-ary: the level's product (none for a level without children) and b_hh.
+        const T* q = N && ne > 0 ? rec.data() + (r - lv.r0) * rec_width : nullptr;
+        // Child k's recurrent forget pre-activation, H apart for either kind (N-ary: + b_hh's).
         const T* f_rec = N ? q + H : f_row;
+        const T* f_bias = N ? b_rec + H : nullptr;
         T* c = s.c.data() + r * H;
         T* h = s.h.data() + r * H;
         for_each_unit<T>(H, [&](auto unit, long j) {
           using U = typename decltype(unit)::type;
           LstmGates<U> gv{unit.load(g + j), U(0), unit.load(g + 2 * H + j), unit.load(g + 3 * H + j)};
           if (N) {
-            gv.i += unit.load(q + j);
-            gv.g += unit.load(q + (1 + N) * H + j);
-            gv.o += unit.load(q + (2 + N) * H + j);
+            const auto rec_at = [&](long off) { return unit.load(b_rec + off) + (q ? unit.load(q + off) : U(0)); };
+            gv.i += rec_at(j);
+            gv.g += rec_at((1 + N) * H + j);
+            gv.o += rec_at((2 + N) * H + j);
           }
           const U xf = unit.load(g + H + j);
           U c_new, h_new;
           tree_lstm_forward_unit(
-              gv, n_kids, [&](long k) { return xf + unit.load(f_rec + k * H + j); },
+              gv, n_kids,
+              [&](long k) {
+                const U pre = xf + unit.load(f_rec + k * H + j);
+                return f_bias ? pre + unit.load(f_bias + k * H + j) : pre;
+              },
               [&](long k) { return unit.load(s.c.data() + kids[k] * H + j); },
               [&](long k, U fk) {
                 if (training) unit.store(f_row + k * H + j, fk);
