@@ -248,3 +248,33 @@ def test_empty_forest_and_zero_input_size():
     r = fastrnn.tree_lstm_forward(np.zeros((3, 0)), [-1, 0, 0], np.ones((8, 0)), np.ones((8, 2)))
     assert not r.h.any()
     assert fastrnn.tree_lstm_backward(r, np.ones((3, 2))).dw_ih.shape == (8, 0)
+
+
+@pytest.mark.parametrize("arity", [None, 2])
+def test_scratch_kept_from_another_call_does_not_leak_into_tree_results(arity):
+    """The level loop's buffers come from kept scratch blocks, not zeroed; a call that leaves them
+    full of NaN must not change the next call's states or gradients."""
+    rng = np.random.default_rng(7)
+    n, inp, hidden = 600, 40, 64  # node tables beyond the 256 KiB kept-block cut
+    parents = random_forest(rng, n, arity=arity, root_prob=0.05)
+    x = rng.standard_normal((n, inp)).astype(np.float32)
+    x[rng.random(n) < 0.5] = 0.0  # rows without input take the other path
+    w = [a.astype(np.float32) for a in weights(rng, inp, hidden, arity, True)]
+    dh = rng.standard_normal((n, hidden)).astype(np.float32)
+    dc = rng.standard_normal((n, hidden)).astype(np.float32)
+    fastrnn.release_memory()
+    first = fastrnn.tree_lstm_forward(x, parents, *w, arity=arity)
+    first_grads = fastrnn.tree_lstm_backward(first, dh, dc)
+    nan_w = [np.full_like(a, np.nan) for a in w]
+    for training in (True, False):
+        poisoned = fastrnn.tree_lstm_forward(np.full_like(x, np.nan), parents, *nan_w, arity=arity,
+                                             training=training)
+        if training:
+            fastrnn.tree_lstm_backward(poisoned, np.full_like(dh, np.nan), np.full_like(dc, np.nan))
+    again = fastrnn.tree_lstm_forward(x, parents, *w, arity=arity)
+    grads = fastrnn.tree_lstm_backward(again, dh, dc)
+    np.testing.assert_array_equal(first.h, again.h)
+    np.testing.assert_array_equal(first.c, again.c)
+    for name in ("dx", "dw_ih", "dw_hh", "db_ih", "db_hh"):
+        np.testing.assert_array_equal(getattr(first_grads, name), getattr(grads, name))
+    fastrnn.release_memory()

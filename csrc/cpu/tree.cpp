@@ -94,10 +94,14 @@ void gather_children(const Forest& f, long r0, long r1, long H, long arity, cons
   parallel_for(r1 - r0, avg * width, [&](long b0, long b1) {
     for (long r = r0 + b0; r < r0 + b1; ++r) {
       T* o = out + (r - r0) * width;
-      std::memset(o, 0, width * sizeof(T));
-      const long eb = f.child_offsets[r];
-      for (long e = eb; e < f.child_offsets[r + 1]; ++e)
-        add_into(arity ? o + (e - eb) * H : o, h + f.child_rows[e] * H, H);
+      const long eb = f.child_offsets[r], kids = f.child_offsets[r + 1] - eb;
+      for (long k = 0; k < kids; ++k) {  // N-ary: child k's slot; Child-Sum: the sum
+        const T* hk = h + f.child_rows[eb + k] * H;
+        if (arity || k == 0) std::memcpy(arity ? o + k * H : o, hk, H * sizeof(T));
+        else add_into(o, hk, H);
+      }
+      const long filled = arity ? kids * H : (kids ? H : 0);
+      std::memset(o + filled, 0, (width - filled) * sizeof(T));
     }
   });
 }
@@ -121,10 +125,11 @@ void forward(const TreeForward<T>& a) {
     max_rows = std::max(max_rows, lv.rows());
     max_edges = std::max(max_edges, lv.edges());
   }
-  s.gates = Buffer<T>(n * G);
-  s.c = Buffer<T>(n * H);
-  s.h = Buffer<T>(n * H);
-  s.forget = Buffer<T>((training ? f.n_edges() : max_edges) * H);  // inference: one level's
+  // Every value of these is written below before it is read.
+  s.gates = Buffer<T>(n * G, false);
+  s.c = Buffer<T>(n * H, false);
+  s.h = Buffer<T>(n * H, false);
+  s.forget = Buffer<T>((training ? f.n_edges() : max_edges) * H, false);  // inference: one level's
 
   // gates (n, 4H) by row, i f u o: W_ih x + b_ih, and for Child-Sum + b_hh (its f block, like
   // b_ih's, is shared by every child); the N-ary b_hh is per child, added with the level's GEMM.
@@ -139,7 +144,7 @@ void forward(const TreeForward<T>& a) {
     const long k = long(from.size());
     std::vector<long> to(k);
     for (long j = 0; j < k; ++j) to[j] = f.row_of[from[j]];
-    Buffer<T> x_rows(k * ld_x), projected(k * G);
+    Buffer<T> x_rows(k * ld_x, false), projected(k * G, false);
     permute_rows(a.x, from.data(), x_rows.data(), nullptr, k, I);
     parallel_gemm<T>(false, true, k, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(0),
                      projected.data(), G);
@@ -164,8 +169,8 @@ void forward(const TreeForward<T>& a) {
     });
   }
 
-  Buffer<T> h_in(max_rows * in_width), h_edge(N ? 0 : max_edges * H);
-  Buffer<T> rec(max_rows * rec_width);  // N-ary: U [h_1; ...; h_N] of the level
+  Buffer<T> h_in(max_rows * in_width, false), h_edge(N ? 0 : max_edges * H, false);
+  Buffer<T> rec(max_rows * rec_width, false);  // N-ary: U [h_1; ...; h_N] of the level
   // N-ary: b_hh, added in the cell's pass (zeros when there is none).
   std::vector<T> no_bias(N && !a.b_hh ? rec_width : 0, T(0));
   const T* b_rec = N ? (a.b_hh ? a.b_hh : no_bias.data()) : nullptr;
@@ -251,12 +256,13 @@ void backward(const TreeBackward<T>& g) {
   const long gh_width = N ? (3 + N) * H : 0;
 
   // The running d h and d c of every row: the caller's, plus what each parent sends down.
-  Buffer<T> dh(n * H), dc(n * H);
+  Buffer<T> dh(n * H, !g.dh), dc(n * H, !g.dc);
   if (g.dh) permute_rows(g.dh, f.order.data(), dh.data(), nullptr, n, H);
   if (g.dc) permute_rows(g.dc, f.order.data(), dc.data(), nullptr, n, H);
-  Buffer<T> dgx(n * G);                // d pre, x side: i, sum_k f_k, u, o
-  Buffer<T> d_forget(N ? 0 : E * H);   // Child-Sum: d pre of each edge's forget gate
-  Buffer<T> dgh(n * gh_width);         // N-ary: d pre, h side: i, f_1 .. f_N, u, o
+  // Every row of these is written by the level loop before it is read.
+  Buffer<T> dgx(n * G, false);                // d pre, x side: i, sum_k f_k, u, o
+  Buffer<T> d_forget(N ? 0 : E * H, false);   // Child-Sum: d pre of each edge's forget gate
+  Buffer<T> dgh(n * gh_width, false);         // N-ary: d pre, h side: i, f_1 .. f_N, u, o
 
   long max_rows = 0, max_edges = 0;
   for (long l = 0; l < f.n_levels; ++l) {
@@ -264,7 +270,7 @@ void backward(const TreeBackward<T>& g) {
     max_rows = std::max(max_rows, lv.rows());
     max_edges = std::max(max_edges, lv.edges());
   }
-  Buffer<T> d_in(max_rows * in_width), d_edge(N ? 0 : max_edges * H);
+  Buffer<T> d_in(max_rows * in_width, false), d_edge(N ? 0 : max_edges * H, false);
 
   for (long l = f.n_levels - 1; l >= 0; --l) {
     const Level lv = level_of(f, l);
@@ -340,10 +346,10 @@ void backward(const TreeBackward<T>& g) {
 
   // Weight gradients. Only rows above the leaves (level 0) have children.
   const long r_inner = f.n_levels > 1 ? f.level_offsets[1] : n, inner = n - r_inner;
-  Buffer<T> h_in(inner * in_width);
+  Buffer<T> h_in(inner * in_width, false);
   gather_children(f, r_inner, n, H, N, s.h.data(), h_in.data());
   if (!N) {
-    Buffer<T> h_edge(E * H);
+    Buffer<T> h_edge(E * H, false);
     permute_rows(s.h.data(), f.child_rows.data(), h_edge.data(), nullptr, E, H);
     const T* dgx_inner = dgx.data() + r_inner * G;
     parallel_gemm<T>(true, false, H, H, inner, T(1), dgx_inner, G, h_in.data(), H, T(0), g.dw_hh, H);
@@ -360,7 +366,7 @@ void backward(const TreeBackward<T>& g) {
   }
 
   // The x side, in node order.
-  Buffer<T> dgx_nodes(n * G);
+  Buffer<T> dgx_nodes(n * G, false);
   permute_rows(dgx.data(), nullptr, dgx_nodes.data(), f.order.data(), n, G);
   parallel_gemm<T>(false, false, n, I, G, T(1), dgx_nodes.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
   const std::vector<long> inputs = nodes_with_input(a.x, n, I);
