@@ -6,6 +6,8 @@
 #pragma once
 
 #include <memory>
+#include <stdexcept>
+#include <string>
 
 #include "cublas.h"
 #include "launch.cuh"
@@ -76,6 +78,32 @@ struct CudaBackend {
     gpu::gemm(blas, ta, tb, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
   }
 };
+
+// A training forward run with a Backend on `stream` (run(backend): the driver's state, or null when
+// it keeps none), its state kept behind a Handle for backward.
+template <typename Handle, typename Backend, typename State, typename Run>
+std::shared_ptr<Handle> keep_forward(CUstream_st* stream, Run&& run) {
+  auto slot = std::make_shared<cudaStream_t>(stream);
+  Backend be(slot);
+  std::unique_ptr<State> state = run(be);
+  if (!state) return nullptr;
+  auto handle = std::make_shared<DeviceState<Handle, State>>();
+  check(cudaGetDevice(&handle->device), "cudaGetDevice");
+  handle->stream = slot;
+  handle->state = std::move(state);
+  return handle;
+}
+
+// run(backend, state) for backward on `stream` with the state `handle` kept; an error naming
+// `what` when the handle holds the state of a forward of another dtype.
+template <typename Handle, typename Backend, typename State, typename Run>
+void resume_backward(Handle& handle, CUstream_st* stream, const char* what, Run&& run) {
+  auto* kept = dynamic_cast<DeviceState<Handle, State>*>(&handle);
+  if (!kept) throw std::invalid_argument(std::string(what) + ": the state of a forward of another dtype");
+  *kept->stream = stream;  // the buffers of the state now free on this stream
+  Backend be(kept->stream);
+  run(be, *kept->state);
+}
 
 }  // namespace gpu
 }  // namespace fastrnn
