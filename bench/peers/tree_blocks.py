@@ -14,6 +14,11 @@ from typing import Dict, List
 import numpy as np
 
 
+def tree_rows_only(case, mode):
+    """`supports` of a peer that runs the Tree-LSTM rows only."""
+    return None if case.kind == "tree" else "Tree-LSTM rows only"
+
+
 def iuo_rows(hidden: int) -> np.ndarray:
     return np.r_[0:hidden, 2 * hidden:4 * hidden]
 

@@ -18,7 +18,7 @@ import numpy as np
 
 import forests
 from harness import Prepared
-from peers import tree_blocks
+from peers import torch_peer, tree_blocks
 
 try:
     import torch
@@ -31,18 +31,9 @@ TITLE = "PyTorch, by level"
 COMPARE = True
 
 
-def available():
-    return None if torch is not None else "torch not installed (pip install fastrnn[bench])"
-
-
-def configure(threads: int) -> dict:
-    from peers import torch_peer
-
-    return torch_peer.configure(threads)
-
-
-def supports(case, mode):
-    return None if case.kind == "tree" else "Tree-LSTM rows only"
+# The peer interface: torch's availability and thread settings, the tree rows.
+available, configure = torch_peer.available, torch_peer.configure
+supports = tree_blocks.tree_rows_only
 
 
 class Level(NamedTuple):
