@@ -223,7 +223,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
             T* gx = f.gates + (row - base) * f.ld + u;  // this row's x-side gates
             // The x side of gate g: from the projection done before, or the bias alone when
             // the panel summed it.
-            const auto x_side = [&](int g) {
+            const auto x_side = [&](int g) __attribute__((always_inline)) {
               if (!f.fused) return load_n(gx + g * H, n);
               return f.bias_x ? load_n(f.bias_x + g * H + u, n) : V(T(0));
             };
@@ -434,7 +434,7 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
       barrier(parts);
     }
     // Pointwise backward of this thread's units, rows [r, r + R) at a time.
-    auto pointwise = [&](long b, long u, long n, V dh_total) {
+    auto pointwise = [&](long b, long u, long n, V dh_total) __attribute__((always_inline)) {
       const long row = s.offset[t] + b;
       if constexpr (G == 1) {
         store_n(k.dgx + row * H + u, rnn_backward_unit<act>(load_n(a.y + row * H + u, n), dh_total), n);
