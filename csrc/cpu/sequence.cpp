@@ -23,6 +23,7 @@
 #include "panel.h"
 #include "sequence.h"
 #include "threads.h"
+#include "units.h"
 
 namespace fastrnn {
 namespace FASTRNN_ISA {
@@ -43,23 +44,6 @@ Steps make_steps(long steps, long batch, const long* batch_sizes) {
     s.offset[t + 1] = s.offset[t] + s.size[t];
   }
   return s;
-}
-
-// n <= W lanes at p as a vector (zeros past n), and back.
-template <typename T>
-inline Vec<T> load_n(const T* p, long n) {
-  if (n == Vec<T>::width) return Vec<T>::load(p);
-  T tmp[Vec<T>::width] = {};
-  std::memcpy(tmp, p, n * sizeof(T));
-  return Vec<T>::load(tmp);
-}
-
-template <typename T>
-inline void store_n(T* p, Vec<T> v, long n) {
-  if (n == Vec<T>::width) return v.store(p);
-  T tmp[Vec<T>::width];
-  v.store(tmp);
-  std::memcpy(p, tmp, n * sizeof(T));
 }
 
 // Threads worth using: per-step work below ~64k flops is faster on one thread than split with a

@@ -12,24 +12,31 @@
 namespace fastrnn {
 namespace FASTRNN_ISA {
 
+// n <= W values at p as one vector (zeros past n), and back (the lanes past n left alone).
+template <typename T>
+inline Vec<T> load_n(const T* p, long n) {
+  if (n == Vec<T>::width) return Vec<T>::load(p);
+  T tmp[Vec<T>::width] = {};
+  std::memcpy(tmp, p, n * sizeof(T));
+  return Vec<T>::load(tmp);
+}
+
+template <typename T>
+inline void store_n(T* p, Vec<T> v, long n) {
+  if (n == Vec<T>::width) return v.store(p);
+  T tmp[Vec<T>::width];
+  v.store(tmp);
+  std::memcpy(p, tmp, n * sizeof(T));
+}
+
 // `lanes` units from j on, as one Vec<T>.
 template <typename T>
 struct Unit {
   using type = Vec<T>;
   long lanes;
 
-  Vec<T> load(const T* p) const {
-    if (lanes == Vec<T>::width) return Vec<T>::load(p);
-    T tmp[Vec<T>::width] = {};
-    std::memcpy(tmp, p, lanes * sizeof(T));
-    return Vec<T>::load(tmp);
-  }
-  void store(T* p, Vec<T> v) const {
-    if (lanes == Vec<T>::width) return v.store(p);
-    T tmp[Vec<T>::width];
-    v.store(tmp);
-    std::memcpy(p, tmp, lanes * sizeof(T));
-  }
+  Vec<T> load(const T* p) const { return load_n(p, lanes); }
+  void store(T* p, Vec<T> v) const { store_n(p, v, lanes); }
 };
 
 // body(Unit<T>{lanes}, j) for j = 0, W, 2W, ... < n.
