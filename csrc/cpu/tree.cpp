@@ -140,17 +140,15 @@ void forward(const TreeForward<T>& a) {
       if (!N)
         for (long j = 0; j < G; ++j) bias[j] += a.b_hh[j];
     }
-    const std::vector<long> from = nodes_with_input(a.x, n, I);
-    const long k = long(from.size());
-    std::vector<long> to(k);
-    for (long j = 0; j < k; ++j) to[j] = f.row_of[from[j]];
+    s.inputs = nodes_with_input(a.x, n, I);
+    const long k = long(s.inputs.size());
     Buffer<T> x_rows(k * ld_x, false), projected(k * G, false);
-    permute_rows(a.x, from.data(), x_rows.data(), nullptr, k, I);
+    permute_rows(a.x, s.inputs.data(), x_rows.data(), nullptr, k, I);
     parallel_gemm<T>(false, true, k, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(0),
                      projected.data(), G);
     // Every row of gates written once, by the threads: bias + its projection (if it has input).
     std::vector<long> projected_row(n, -1);
-    for (long j = 0; j < k; ++j) projected_row[to[j]] = j;
+    for (long j = 0; j < k; ++j) projected_row[f.row_of[s.inputs[j]]] = j;
     const T* b = bias.empty() ? nullptr : bias.data();
     parallel_for(n, G, [&](long r0, long r1) {
       for (long r = r0; r < r1; ++r) {
@@ -171,9 +169,7 @@ void forward(const TreeForward<T>& a) {
 
   Buffer<T> h_in(max_rows * in_width, false), h_edge(N ? 0 : max_edges * H, false);
   Buffer<T> rec(max_rows * rec_width, false);  // N-ary: U [h_1; ...; h_N] of the level
-  // N-ary: b_hh, added in the cell's pass (zeros when there is none).
-  std::vector<T> no_bias(N && !a.b_hh ? rec_width : 0, T(0));
-  const T* b_rec = N ? (a.b_hh ? a.b_hh : no_bias.data()) : nullptr;
+  const T* b_rec = N ? a.b_hh : nullptr;  // N-ary: b_hh, added in the cell's pass (or none)
   for (long l = 0; l < f.n_levels; ++l) {
     const Level lv = level_of(f, l);
     const long m = lv.rows(), ne = lv.edges();
@@ -203,14 +199,16 @@ void forward(const TreeForward<T>& a) {
         const T* q = N && ne > 0 ? rec.data() + (r - lv.r0) * rec_width : nullptr;
         // Child k's recurrent forget pre-activation, H apart for either kind (N-ary: + b_hh's).
         const T* f_rec = N ? q + H : f_row;
-        const T* f_bias = N ? b_rec + H : nullptr;
+        const T* f_bias = b_rec ? b_rec + H : nullptr;
         T* c = s.c.data() + r * H;
         T* h = s.h.data() + r * H;
         for_each_unit<T>(H, [&](auto unit, long j) {
           using U = typename decltype(unit)::type;
           LstmGates<U> gv{unit.load(g + j), U(0), unit.load(g + 2 * H + j), unit.load(g + 3 * H + j)};
           if (N) {
-            const auto rec_at = [&](long off) { return unit.load(b_rec + off) + (q ? unit.load(q + off) : U(0)); };
+            const auto rec_at = [&](long off) {
+              return (b_rec ? unit.load(b_rec + off) : U(0)) + (q ? unit.load(q + off) : U(0));
+            };
             gv.i += rec_at(j);
             gv.g += rec_at((1 + N) * H + j);
             gv.o += rec_at((2 + N) * H + j);
@@ -369,7 +367,7 @@ void backward(const TreeBackward<T>& g) {
   Buffer<T> dgx_nodes(n * G, false);
   permute_rows(dgx.data(), nullptr, dgx_nodes.data(), f.order.data(), n, G);
   parallel_gemm<T>(false, false, n, I, G, T(1), dgx_nodes.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
-  const std::vector<long> inputs = nodes_with_input(a.x, n, I);
+  const std::vector<long>& inputs = s.inputs;  // the rows of x the forward's projection took
   const long k = long(inputs.size());
   if (k == n) {
     parallel_gemm<T>(true, false, G, I, n, T(1), dgx_nodes.data(), G, a.x, ld_x, T(0), g.dw_ih, ld_x);

@@ -15,6 +15,7 @@ struct TreeSaved {
   Buffer<T> gates;   // (n, 4H) activated i, -, u, o (the f slot holds W_f x + b_f)
   Buffer<T> forget;  // (edges, H) the forget gate of each edge (child)
   Buffer<T> c, h;    // (n, H)
+  std::vector<long> inputs;  // the nodes whose row of x is not all zero, in node order
 };
 
 template <typename T>
