@@ -1,12 +1,10 @@
 // The kept packed weights of pack_cache.h.
 #include "pack_cache.h"
 
-#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <list>
 #include <mutex>
-#include <new>
 
 #include "buffer.h"
 
