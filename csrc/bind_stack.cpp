@@ -66,9 +66,9 @@ py::tuple stack_forward_py(const std::string& cell, const Array<T>& x, const Opt
   a.seed = seed;
   a.training = training;
   const long S = proj > 0 ? proj : a.hidden, LD = layers * directions;
-  Array<T> y({a.steps, a.batch, directions * S}), h_n({LD, a.batch, S});
+  Array<T> y = new_array<T>({a.steps, a.batch, directions * S}), h_n = new_array<T>({LD, a.batch, S});
   Optional<T> c_n;
-  if (a.cell == CellKind::lstm) c_n = Array<T>({LD, a.batch, a.hidden});
+  if (a.cell == CellKind::lstm) c_n = new_array<T>({LD, a.batch, a.hidden});
   a.y = y.mutable_data();
   a.h_n = h_n.mutable_data();
   a.c_n = c_n ? c_n->mutable_data() : nullptr;
@@ -106,12 +106,12 @@ template <typename T>
 py::tuple stack_backward_py(const StackContext<T>& ctx, const Optional<T>& dy,
                             const Optional<T>& dh_n, const Optional<T>& dc_n) {
   const long S = ctx.proj > 0 ? ctx.proj : ctx.hidden, LD = ctx.layers * ctx.directions;
-  Array<T> dx({ctx.steps, ctx.batch, ctx.input}), dh0({LD, ctx.batch, S});
+  Array<T> dx = new_array<T>({ctx.steps, ctx.batch, ctx.input}), dh0 = new_array<T>({LD, ctx.batch, S});
   Optional<T> dc0;
-  if (ctx.lstm) dc0 = Array<T>({LD, ctx.batch, ctx.hidden});
+  if (ctx.lstm) dc0 = new_array<T>({LD, ctx.batch, ctx.hidden});
   std::vector<Optional<T>> grads;
   for (const auto& shape : ctx.weight_shapes)
-    grads.push_back(shape.empty() ? Optional<T>() : Optional<T>(Array<T>(shape)));
+    grads.push_back(shape.empty() ? Optional<T>() : Optional<T>(new_array<T>({shape.begin(), shape.end()})));
   auto out = [&](long i) { return grads[i] ? grads[i]->mutable_data() : nullptr; };
   std::vector<DirectionGrads<T>> g(LD);
   for (long k = 0; k < LD; ++k)

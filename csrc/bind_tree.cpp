@@ -8,23 +8,15 @@
 #include <optional>
 #include <vector>
 
+#include "bind_util.h"
 #include "cpu/forest.h"
 #include "cpu/tree.h"
 
 namespace py = pybind11;
 using namespace fastrnn;
+using namespace fastrnn::bind;
 
 namespace {
-
-template <typename T>
-using Array = py::array_t<T, py::array::c_style>;
-template <typename T>
-using Optional = std::optional<Array<T>>;
-
-template <typename T>
-const T* ptr(const Optional<T>& a) {
-  return a ? a->data() : nullptr;
-}
 
 Array<long> to_array(const std::vector<long>& v) {
   Array<long> out(static_cast<py::ssize_t>(v.size()));
@@ -61,7 +53,7 @@ py::tuple tree_forward_py(const Forest& forest, long arity, const Array<T>& x, c
                           const Array<T>& w_hh, const Optional<T>& b_ih, const Optional<T>& b_hh,
                           bool training) {
   TreeForward<T> a = forward_args(forest, arity, x, w_ih, w_hh, b_ih, b_hh);
-  Array<T> h({forest.n_nodes, a.hidden}), c({forest.n_nodes, a.hidden});
+  Array<T> h = new_array<T>({forest.n_nodes, a.hidden}), c = new_array<T>({forest.n_nodes, a.hidden});
   auto saved = training ? std::make_unique<TreeSaved<T>>() : nullptr;
   a.h = h.mutable_data();
   a.c = c.mutable_data();
@@ -81,11 +73,11 @@ py::tuple tree_backward_py(const Forest& forest, long arity, const Array<T>& x,
                            const Optional<T>& dc) {
   TreeForward<T> a = forward_args(forest, arity, x, w_ih, w_hh, b_ih, b_hh);
   a.saved = &saved;
-  Array<T> dx({x.shape(0), x.shape(1)}), dw_ih({w_ih.shape(0), w_ih.shape(1)}),
-      dw_hh({w_hh.shape(0), w_hh.shape(1)});
+  Array<T> dx = new_array<T>({x.shape(0), x.shape(1)}), dw_ih = new_array<T>({w_ih.shape(0), w_ih.shape(1)}),
+           dw_hh = new_array<T>({w_hh.shape(0), w_hh.shape(1)});
   Optional<T> db_ih, db_hh;
-  if (b_ih) db_ih = Array<T>(b_ih->shape(0));
-  if (b_hh) db_hh = Array<T>(b_hh->shape(0));
+  if (b_ih) db_ih = new_array<T>({b_ih->shape(0)});
+  if (b_hh) db_hh = new_array<T>({b_hh->shape(0)});
   TreeBackward<T> g{};
   g.fwd = &a;
   g.dh = ptr(dh);
@@ -93,8 +85,8 @@ py::tuple tree_backward_py(const Forest& forest, long arity, const Array<T>& x,
   g.dx = dx.mutable_data();
   g.dw_ih = dw_ih.mutable_data();
   g.dw_hh = dw_hh.mutable_data();
-  g.db_ih = db_ih ? db_ih->mutable_data() : nullptr;
-  g.db_hh = db_hh ? db_hh->mutable_data() : nullptr;
+  g.db_ih = mutable_ptr(db_ih);
+  g.db_hh = mutable_ptr(db_hh);
   {
     py::gil_scoped_release release;
     tree_backward<T>(g);

@@ -59,10 +59,10 @@ py::tuple layer_forward_py(const std::string& cell_name, long steps, long batch,
   LayerForward<T> a =
       forward_args(cell, steps, batch, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes);
   const long rows = x.shape(0), H = a.hidden, O = a.state(), S = saved_columns(cell, H, a.proj);
-  Array<T> y({rows, O}), h_n({batch, O});
+  Array<T> y = new_array<T>({rows, O}), h_n = new_array<T>({batch, O});
   Optional<T> c_n, saved;
-  if (cell == CellKind::lstm) c_n = Array<T>({batch, H});
-  if (training && S > 0) saved = Array<T>({rows, S});
+  if (cell == CellKind::lstm) c_n = new_array<T>({batch, H});
+  if (training && S > 0) saved = new_array<T>({rows, S});
   a.y = y.mutable_data();
   a.h_n = h_n.mutable_data();
   a.c_n = mutable_ptr(c_n);
@@ -88,12 +88,13 @@ py::tuple layer_backward_py(const std::string& cell_name, long steps, long batch
   a.y = const_cast<T*>(y.data());
   a.saved = const_cast<T*>(ptr(saved));
   const long rows = x.shape(0), I = a.input, H = a.hidden, O = a.state(), G = w_hh.shape(0);
-  Array<T> dx({rows, I}), dh0({batch, O}), dw_ih({G, I}), dw_hh({G, O});
+  Array<T> dx = new_array<T>({rows, I}), dh0 = new_array<T>({batch, O}), dw_ih = new_array<T>({G, I}),
+           dw_hh = new_array<T>({G, O});
   Optional<T> dc0, db_ih, db_hh, dw_hr;
-  if (cell == CellKind::lstm) dc0 = Array<T>({batch, H});
-  if (w_hr) dw_hr = Array<T>({O, H});
-  if (b_ih) db_ih = Array<T>({G});
-  if (b_hh) db_hh = Array<T>({G});
+  if (cell == CellKind::lstm) dc0 = new_array<T>({batch, H});
+  if (w_hr) dw_hr = new_array<T>({O, H});
+  if (b_ih) db_ih = new_array<T>({G});
+  if (b_hh) db_hh = new_array<T>({G});
   LayerBackward<T> g{};
   g.fwd = &a;
   g.dy = ptr(dy);

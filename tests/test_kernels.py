@@ -234,6 +234,29 @@ def test_scratch_memory_kept_from_another_call_does_not_leak_into_results(cell, 
     fastrnn.release_memory()
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_large_outputs_live_until_their_last_view_dies_and_never_share_memory(cell, rng):
+    """Large outputs take their memory from the kept scratch blocks and give it back when the
+    array dies: a view outliving its result keeps its values through later calls, and the
+    outputs of calls alive at once never share memory."""
+    p = make_problem(rng, cell, 40, 24, 64, 96, np.float32)  # outputs beyond the 256 KiB cut
+    other = p.replace(x=-p.x)
+    result = p.forward()
+    grads = p.backward(result)
+    y_view, dx_view = result.y[3:7], grads.dx[::2]
+    y_want, dx_want = y_view.copy(), dx_view.copy()
+    del result, grads
+    for _ in range(2):  # calls that would reuse the memory if it had been given back
+        live = [other.forward(), other.forward()]
+        live += [other.backward(live[0]), other.backward(live[1])]
+        arrays = [getattr(r, n) for r in live for n in OUTPUTS + GRADS if getattr(r, n, None) is not None]
+        for i, a in enumerate(arrays):
+            assert not np.shares_memory(a, y_view) and not np.shares_memory(a, dx_view)
+            assert not any(np.shares_memory(a, b) for b in arrays[i + 1:])
+    np.testing.assert_array_equal(y_view, y_want)
+    np.testing.assert_array_equal(dx_view, dx_want)
+
+
 @pytest.mark.parametrize("which", ["w_ih", "w_hh"])
 @pytest.mark.parametrize("batch", [1, 9])  # the projection before the steps, and fused into them
 @pytest.mark.parametrize("dtype", DTYPES)

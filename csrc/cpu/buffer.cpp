@@ -50,8 +50,10 @@ std::size_t scratch_limit() {
   return limit;
 }
 
+bool scratch_cached(std::size_t bytes) { return bytes >= kCachedFrom; }
+
 void* scratch_take(std::size_t bytes) {
-  if (bytes >= kCachedFrom) {
+  if (scratch_cached(bytes)) {
     bytes = rounded(bytes);
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
@@ -78,7 +80,7 @@ void* scratch_take(std::size_t bytes) {
 }
 
 void scratch_give(void* p, std::size_t bytes) {
-  if (bytes < kCachedFrom) {
+  if (!scratch_cached(bytes)) {
     std::free(p);
     return;
   }

@@ -1,7 +1,8 @@
 // Scratch memory of the CPU kernels. Large buffers are asked for in transparent huge pages: a fresh
 // 16 MB buffer in 4 KB pages costs thousands of page faults, as much time as the kernel using it.
 // Freed large blocks are kept for the next call (see scratch_take), so that a training loop does
-// not fault in its scratch memory again on every step.
+// not fault in its scratch memory again on every step. The bindings' large output arrays come
+// from the same blocks (bind_util.h new_array).
 #pragma once
 
 #include <cstddef>
@@ -16,6 +17,9 @@ void* scratch_take(std::size_t bytes);
 // Gives back a block from scratch_take: kept for reuse while the cache holds at most its limit
 // (FASTRNN_SCRATCH_MB, default 256; 0 keeps nothing), else freed.
 void scratch_give(void* p, std::size_t bytes);
+// Whether blocks of `bytes` are kept for reuse when given back (smaller ones come fast enough
+// from malloc's own free lists).
+bool scratch_cached(std::size_t bytes);
 // Frees every kept block.
 void scratch_release();
 // Bytes each cache of the CPU kernels may keep between calls: FASTRNN_SCRATCH_MB MiB (default

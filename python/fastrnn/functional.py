@@ -236,8 +236,9 @@ def get_num_threads() -> int:
 def release_memory() -> None:
     """Free the scratch memory and packed weights the CPU kernels keep between calls.
 
-    Large scratch blocks (gradient buffers, work arrays) and the weights repacked for the kernels
-    (recognised again by their contents) are kept for the next call, each up to
+    Large scratch blocks (gradient buffers, work arrays, and the memory of large returned arrays
+    once they die) and the weights repacked for the kernels (recognised again by their
+    contents) are kept for the next call, each up to
     FASTRNN_SCRATCH_MB MiB (default 256; 0 keeps none); this hands them back to the system.
     """
     _C.release_scratch()
