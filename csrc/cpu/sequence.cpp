@@ -491,9 +491,11 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
     std::memcpy(k.h_prev + s.offset[t] * O, src, s.size[t] * O * sizeof(T));
   }
   barrier(parts);
-  // Weight gradients of this thread's units' rows, dx of its share of the rows.
-  for (long gi = 0; gi < G && units.size() > 0; ++gi) {
-    const long r = gi * H + units.begin, n = units.size();
+  // Weight gradients of this thread's units' rows, dx of its share of the rows. A thread that owns
+  // every unit takes all G gate blocks in one product (one packing of x and h_prev, not G).
+  const bool all_units = units.size() == H;
+  for (long gi = 0; gi < (all_units ? 1 : G) && units.size() > 0; ++gi) {
+    const long r = gi * H + units.begin, n = all_units ? GH : units.size();
     gemm<T>(true, false, n, I, rows, T(1), k.dgx + r, GH, a.x, I, T(0), g.dw_ih + r * I, I);
     gemm<T>(true, false, n, O, rows, T(1), k.dgh + r, GH, k.h_prev, O, T(0), g.dw_hh + r * O, O);
     for (auto [db, d] : {std::pair{g.db_ih, k.dgx}, std::pair{g.db_hh, k.dgh}}) {
