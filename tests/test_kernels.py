@@ -58,6 +58,15 @@ def test_backward_matches_reference(cell, dtype, shape, isa, rng):
     assert_results_close(p.backward(p.forward()), expected_backward(p), dtype, GRADS)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_of_a_wide_batch_with_many_gate_rows_matches_reference(cell, dtype, isa, rng):
+    """From 64 batch rows the backward's recurrent product goes over the gate rows in passes
+    (a column slice of W_hh held in L2), summing in d h: H = 560 gives the LSTM 2240 gate rows,
+    two or three passes with a short last one on every instruction set."""
+    check_forward_and_backward(make_problem(rng, cell, 3, 70, 6, 560, dtype), dtype)
+
+
 @pytest.mark.parametrize("draw", range(6))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cell", CELLS)

@@ -370,6 +370,9 @@ struct Backward {
   long h_pad;
 };
 
+// Bytes of a panel's column slice of W_hh that the backward's product keeps in L2 across row panels.
+constexpr long kSliceBytes = 256 << 10;
+
 template <typename T, CellKind cell, int NB>
 void backward_thread(const Backward<T>& k, int p, int parts) {
   constexpr long W = Vec<T>::width;
@@ -394,6 +397,9 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
     std::memcpy(dst + outs.begin, a.w_hh + r * O + outs.begin, outs.size() * sizeof(T));
     std::fill(dst + outs.end, dst + pad_end, T(0));
   }
+  const bool alternate = NB > 1 && a.steps > 0 && narrow_batch(s.size[0]);
+  std::vector<T> dg_rev(alternate ? 2 * GH : 0);  // d gates of the (at most two) rows, reversed
+  const long n_panels = (outs.size() + NB * W - 1) / (NB * W);
   T* dh = g.dh0;  // the running d h of every row (B, O), ends as dh0
   T* dc = g.dc0;  // LSTM: the running d c (B, H), ends as dc0
   for (long b = 0; b < a.batch; ++b) {
@@ -468,19 +474,35 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
       }
     }
     barrier(parts);  // the product below reads every unit's d gates of this step
-    // d h_prev of this thread's outputs: W_hh^T d(gates), over all G*H gate rows.
-    for (long u0 = outs.begin; u0 < outs.end; u0 += NB * W) {
-      for_each_panel<T, NB, panel_rows<NB>()>(bt, k.dgh + s.offset[t] * GH, GH, k.w_padded + u0,
-                                              k.o_pad, GH, [&](const auto& acc, long rb) {
-        for (int i = 0; i < acc.rows * NB; ++i) {  // batch row r, vector nb of the panel's outputs
-          const int r = i / NB, nb = i % NB;
-          const long b = rb + r, u = u0 + nb * W, n = std::min(W, outs.end - u);
-          if (n <= 0) continue;
-          V v = acc.v[r][nb];
-          if constexpr (G == 3) v = v + load_n(k.dh_direct + b * H + u, n);
-          store_n(dh + b * O + u, v, n);
-        }
-      });
+    // d h_prev of this thread's outputs: W_hh^T d(gates), over all G*H gate rows. With one or two
+    // batch rows, every other step reads this thread's columns of W_hh backwards (panels, and
+    // gate rows within them against d gates reversed), as the forward does: what the previous
+    // step read last is still in L1. With more rows than one panel, the gate rows go in passes of
+    // kc, so that a panel's column slice of W_hh stays in L2 while every row panel reads it; the
+    // passes sum in d h.
+    const T* dg = k.dgh + s.offset[t] * GH;
+    const bool back = alternate && t % 2;
+    if (back)
+      for (long b = 0; b < bt; ++b) std::reverse_copy(dg + b * GH, dg + (b + 1) * GH, dg_rev.data() + b * GH);
+    const long kc = bt > panel_rows<NB>() ? std::max<long>(W, kSliceBytes / long(NB * W * sizeof(T))) : GH;
+    for (long j = 0; j < n_panels; ++j) {
+      const long u0 = outs.begin + (back ? n_panels - 1 - j : j) * NB * W;
+      const T* w = k.w_padded + u0 + (back ? (GH - 1) * k.o_pad : 0);
+      const long w_stride = back ? -k.o_pad : k.o_pad;
+      for (long k0 = 0; k0 < GH; k0 += kc) {
+        for_each_panel<T, NB, panel_rows<NB>()>(bt, (back ? dg_rev.data() : dg) + k0, GH, w + k0 * w_stride,
+                                                w_stride, std::min(kc, GH - k0), [&](const auto& acc, long rb) {
+          for (int i = 0; i < acc.rows * NB; ++i) {  // batch row r, vector nb of the panel's outputs
+            const int r = i / NB, nb = i % NB;
+            const long b = rb + r, u = u0 + nb * W, n = std::min(W, outs.end - u);
+            if (n <= 0) continue;
+            V v = acc.v[r][nb];
+            if (k0 > 0) v = v + load_n(dh + b * O + u, n);
+            else if constexpr (G == 3) v = v + load_n(k.dh_direct + b * H + u, n);
+            store_n(dh + b * O + u, v, n);
+          }
+        });
+      }
     }
   }
   // Every row's h_prev (h0 for step 0, else the previous step's output of the same batch row),
