@@ -95,8 +95,10 @@ GEMMS: Dict[str, Callable] = {
 }
 
 
-def measure(n: int, threads: int, repeats: int, warmup: int, pause: float = 0.0) -> List[dict]:
-    """Every available GEMM's rate at size n, or a note saying why it is missing."""
+def measure(n: int, threads: int, repeats: int, warmup: int, pause: float = 0.0,
+            warm_s: float = 0.0, min_s: float = 0.0) -> List[dict]:
+    """Every available GEMM's rate at size n, or a note saying why it is missing (timed as
+    harness.time_calls times, with the same warm-up and minimum time as the rows)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(np.float32)
     b = rng.standard_normal((n, n)).astype(np.float32)
@@ -112,7 +114,7 @@ def measure(n: int, threads: int, repeats: int, warmup: int, pause: float = 0.0)
             continue
         err = max_error(run(), want)
         time.sleep(pause)  # the previous library's threads fall asleep first
-        t = time_calls(run, repeats, warmup)
+        t = time_calls(run, repeats, warmup, warm_s, min_s)
         results.append({"name": name, "library": info, "n": n, "flops": flops,
                         "gflops": flops / t.median_s / 1e9, "error": err, "ok": err < 1e-4,
                         **t.as_dict()})

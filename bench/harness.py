@@ -55,13 +55,23 @@ class Timing:
                 "times_s": self.times_s}
 
 
-def time_calls(fn: Callable[[], Any], repeats: int, warmup: int) -> Timing:
-    """Warm-up calls, then `repeats` timed calls of fn(); the median, min and max in seconds."""
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, warm_s: float = 0.0,
+               min_s: float = 0.0, max_calls: int = 1000) -> Timing:
+    """Warm-up calls (at least `warmup`, and for at least `warm_s` seconds), then timed calls of
+    fn() (at least `repeats`, and until they add up to `min_s` seconds, at most `max_calls`);
+    the median, min and max in seconds.
+
+    The time-based parts keep sub-millisecond calls from being timed only in the first
+    milliseconds after the pause before each backend, while the machine is still waking its
+    CPUs: every backend gets the same rule."""
     out = None
-    for _ in range(warmup):
+    start = time.perf_counter()
+    calls = 0
+    while calls < warmup or time.perf_counter() - start < warm_s:
         out = fn()
-    times = []
-    for _ in range(repeats):
+        calls += 1
+    times: list = []
+    while len(times) < repeats or (sum(times) < min_s and len(times) < max_calls):
         del out  # the previous result is freed before the next call, not during it
         start = time.perf_counter()
         out = fn()

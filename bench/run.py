@@ -33,6 +33,8 @@ from cases import (ALL_CELLS, MODES, QUICK_SHAPES, QUICK_STACKED_SHAPE,  # noqa:
 from peers import PEERS  # noqa: E402
 
 MIN_REPEATS = 5
+WARM_S = 0.1  # warm-up of each figure: at least this long (and --warmup calls)
+MIN_TIME_S = 0.2  # timed calls of each figure: at least --repeats, and at least this long in all
 PAUSE_S = 0.3  # idle time before each backend is timed, for the previous one's threads to sleep
 
 
@@ -98,7 +100,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None,
                    help=f"timed calls per figure, the median reported (default and minimum "
                         f"{MIN_REPEATS}; --quick allows fewer)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help=f"untimed calls first (default 1), and for at least {WARM_S} s")
+    p.add_argument("--min-time", type=float, default=None,
+                   help=f"seconds the timed calls of a figure add up to at least, more calls "
+                        f"than --repeats where they are short (default {MIN_TIME_S}; --quick 0)")
     p.add_argument("--gemm-size", type=int, default=None, help="n of the n^3 GEMM (default 1024)")
     p.add_argument("--check-only", action="store_true",
                    help="check every backend against the reference, time nothing")
@@ -124,8 +130,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.gemm_size = args.gemm_size or (128 if quick else 1024)
     if not quick and args.repeats < MIN_REPEATS:
         p.error(f"--repeats must be at least {MIN_REPEATS} (figures are medians of >= 5 calls)")
-    if args.repeats < 1 or args.warmup < 0 or args.gemm_size < 1:
-        p.error("--repeats >= 1, --warmup >= 0 and --gemm-size >= 1 are needed")
+    if args.repeats < 1 or args.warmup < 0 or args.gemm_size < 1 or (args.min_time or 0) < 0:
+        p.error("--repeats >= 1, --warmup >= 0, --min-time >= 0 and --gemm-size >= 1 are needed")
     if args.no_stacked:
         args.stacked = None
     if args.check_only:
@@ -208,6 +214,8 @@ def main(argv=None) -> int:
            "stacked": args.stacked, "trees": args.trees, "tree_size": args.tree_size,
            "tree_words": args.tree_words, "modes": args.modes, "repeats": args.repeats,
            "warmup": args.warmup, "gemm_n": args.gemm_size, "seed": args.seed,
+           "warm_s": 0.0 if args.quick else WARM_S,
+           "min_s": args.min_time if args.min_time is not None else (0.0 if args.quick else MIN_TIME_S),
            "pause": 0.0 if args.quick else PAUSE_S}
     started = datetime.datetime.now(datetime.timezone.utc)
     runs = []

@@ -48,7 +48,8 @@ def run_backend(mod, case, mode: str, inputs, want, cfg: dict) -> dict:
     # The pools of the backend before (OpenBLAS and OpenMP threads spin a while after their last
     # task) must be asleep before this one is timed, or they take its CPUs.
     time.sleep(cfg["pause"])
-    timing = time_calls(prepared.run, cfg["repeats"], cfg["warmup"])
+    timing = time_calls(prepared.run, cfg["repeats"], cfg["warmup"], cfg.get("warm_s", 0.0),
+                        cfg.get("min_s", 0.0))
     result = {"error": err, **timing.as_dict()}
     if prepared.kept is not None:
         result["kept_bytes"] = prepared.kept()
@@ -115,7 +116,7 @@ def measure_gemms(cfg: dict, threads: int, when: str) -> list:
         return []
     log(f"  GEMM {cfg['gemm_n']}^3 float32, {when} ...")
     gemms = gemm.measure(cfg["gemm_n"], threads, max(cfg["repeats"], 3), cfg["warmup"],
-                         cfg["pause"])
+                         cfg["pause"], cfg.get("warm_s", 0.0), cfg.get("min_s", 0.0))
     for g in gemms:
         g["when"] = when
         log(f"    {g['name']:20s} "

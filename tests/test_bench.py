@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -324,3 +325,22 @@ def test_a_mismatch_stops_the_run_with_exit_3_and_keeps_what_was_measured(tmp_pa
     assert "MISMATCH" in proc.stderr and "fastrnn on lstm" in proc.stderr
     run = json.loads(out.read_text())["runs"][0]
     assert run["stopped"].startswith("MISMATCH") and run["rows"] == []
+
+
+def test_time_calls_warms_up_and_times_at_least_the_calls_and_seconds_asked():
+    starts = []
+
+    def fn():
+        starts.append(time.perf_counter())
+        time.sleep(0.002)
+
+    t = harness.time_calls(fn, 3, 1, warm_s=0.02, min_s=0.03)
+    warm = len(starts) - len(t.times_s)
+    assert warm >= 2 and starts[warm] - starts[0] >= 0.02  # timed calls begin after the warm-up
+    assert len(t.times_s) >= 3 and sum(t.times_s) >= 0.03
+    assert t.min_s <= t.median_s <= t.max_s
+    starts.clear()
+    t = harness.time_calls(fn, 2, 0, min_s=10.0, max_calls=4)  # the cap ends a long minimum
+    assert len(t.times_s) == 4 and len(starts) == 4
+    t = harness.time_calls(fn, 5, 0)
+    assert len(t.times_s) == 5
