@@ -71,7 +71,7 @@ py::tuple stack_forward_py(const std::string& cell, const Array<T>& x, const Opt
   if (a.cell == CellKind::lstm) c_n = new_array<T>({LD, a.batch, a.hidden});
   a.y = y.mutable_data();
   a.h_n = h_n.mutable_data();
-  a.c_n = c_n ? c_n->mutable_data() : nullptr;
+  a.c_n = mutable_ptr(c_n);
   std::shared_ptr<StackState<T>> state;
   {
     py::gil_scoped_release release;
@@ -112,7 +112,7 @@ py::tuple stack_backward_py(const StackContext<T>& ctx, const Optional<T>& dy,
   std::vector<Optional<T>> grads;
   for (const auto& shape : ctx.weight_shapes)
     grads.push_back(shape.empty() ? Optional<T>() : Optional<T>(new_array<T>({shape.begin(), shape.end()})));
-  auto out = [&](long i) { return grads[i] ? grads[i]->mutable_data() : nullptr; };
+  auto out = [&](long i) { return mutable_ptr(grads[i]); };
   std::vector<DirectionGrads<T>> g(LD);
   for (long k = 0; k < LD; ++k)
     g[k] = {out(5 * k), out(5 * k + 1), out(5 * k + 2), out(5 * k + 3), out(5 * k + 4)};
@@ -122,7 +122,7 @@ py::tuple stack_backward_py(const StackContext<T>& ctx, const Optional<T>& dy,
   b.dc_n = ptr(dc_n);
   b.dx = dx.mutable_data();
   b.dh0 = dh0.mutable_data();
-  b.dc0 = dc0 ? dc0->mutable_data() : nullptr;
+  b.dc0 = mutable_ptr(dc0);
   b.grads = g.data();
   {
     py::gil_scoped_release release;
