@@ -161,6 +161,23 @@ def test_kernels_match_reference_with_one_and_two_threads(cell, dtype, num_threa
     check_forward_and_backward(p, dtype)
 
 
+# Batch 1 (AVX-512): the input projection of later steps runs in the step's own panels, a group
+# of 4 rows (LSTM, GRU) or 8 (Elman RNN) ahead; the first group and a short last one run alone.
+# Inputs wider and narrower than the state, hidden sizes of part vectors and several blocks.
+@pytest.mark.parametrize("shape", [(37, 1, 19, 40), (18, 1, 130, 33), (9, 1, 3, 70), (61, 1, 64, 64)])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("training", (True, False), ids=("training", "inference"))
+def test_batch_one_with_the_projection_in_the_step_panels_matches_reference(
+        cell, dtype, bias, shape, training, isa, num_threads, rng):
+    p = make_problem(rng, cell, *shape, dtype, bias=bias)
+    result = p.forward(training=training)
+    assert_results_close(result, expected_forward(p), dtype, OUTPUTS)
+    if training:
+        assert_results_close(p.backward(result), expected_backward(p), dtype, GRADS)
+
+
 # The last two run the input projection of inference mode in several chunks of steps.
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (7, 5, 11, 13), (30, 3, 2, 4), (20, 64, 5, 7),
                                    (520, 1, 3, 2)])

@@ -105,6 +105,69 @@ inline PanelAcc<T, R, G> panel(const Operand<T>& first, const Operand<T>& second
   return out;
 }
 
+// acc[r][g] += a[r][k] * w[k][g] for one k.
+template <typename T, int R, int G>
+__attribute__((always_inline)) inline void accumulate_k(Vec<T> (&acc)[R][G], const Operand<T>& op, long k) {
+  using V = Vec<T>;
+  const T* wk = op.w + k * op.w_stride;
+  V wg[G];
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g) wg[g] = V::load(wk + g * V::width);
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    const V ar(op.a[r * op.lda + k]);
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) acc[r][g] = acc[r][g] + ar * wg[g];
+  }
+}
+
+// Rows of `a` stored transposed: a[k * R + r] for R rows, against the K rows of `w`.
+template <typename T>
+struct RowsT {
+  const T* a;
+  const T* w;
+  long w_stride;
+  long K;
+};
+
+// Two independent panels in one pass over k: `first` (a step's recurrent product, bound by the
+// rate its weights stream from L2) and `second` (RB rows, stored transposed so that one pointer
+// reaches them all), whose loads and FMAs run in the cycles the first spends waiting. Each keeps
+// one partial sum per accumulator: the two together are the independent chains.
+template <typename T, int RA, int GA, int RB, int GB>
+inline void panel_pair(const Operand<T>& first, const RowsT<T>& second, PanelAcc<T, RA, GA>& out_a,
+                       PanelAcc<T, RB, GB>& out_b) {
+  using V = Vec<T>;
+  static_assert(RA * GA + RB * GB <= kAccumulators, "panel_pair: more accumulators than registers");
+  V acc_a[RA][GA], acc_b[RB][GB];
+  for (int r = 0; r < RA; ++r)
+    for (int g = 0; g < GA; ++g) acc_a[r][g] = V(T(0));
+  for (int r = 0; r < RB; ++r)
+    for (int g = 0; g < GB; ++g) acc_b[r][g] = V(T(0));
+  const auto second_k = [&](long k) __attribute__((always_inline)) {
+    const T* wk = second.w + k * second.w_stride;
+    const T* ak = second.a + k * RB;
+    V wg[GB];
+    for (int g = 0; g < GB; ++g) wg[g] = V::load(wk + g * V::width);
+    for (int r = 0; r < RB; ++r) {
+      const V ar(ak[r]);
+      for (int g = 0; g < GB; ++g) acc_b[r][g] = acc_b[r][g] + ar * wg[g];
+    }
+  };
+  const long K = first.K < second.K ? first.K : second.K;
+  long k = 0;
+  for (; k < K; ++k) {
+    accumulate_k<T, RA, GA>(acc_a, first, k);
+    second_k(k);
+  }
+  for (long ka = k; ka < first.K; ++ka) accumulate_k<T, RA, GA>(acc_a, first, ka);
+  for (long kb = k; kb < second.K; ++kb) second_k(kb);
+  for (int r = 0; r < RA; ++r)
+    for (int g = 0; g < GA; ++g) out_a.v[r][g] = acc_a[r][g];
+  for (int r = 0; r < RB; ++r)
+    for (int g = 0; g < GB; ++g) out_b.v[r][g] = acc_b[r][g];
+}
+
 // Calls body(panel result, r0) for rows [0, rows) in panels of at most RMAX rows.
 template <typename T, int G, int RMAX, typename Body>
 inline void for_each_panel(long rows, const Operand<T>& first, const Operand<T>& second, Body&& body) {

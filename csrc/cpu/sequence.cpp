@@ -83,6 +83,15 @@ constexpr int wide_blocks() {
 }
 inline bool narrow_batch(long rows) { return rows <= 2; }
 
+// Batch 1 with 32 vector registers: a step's recurrent panel waits on W_hh streaming from L2
+// with its FMA units idle half the time, so the input projection of later steps rides along in
+// the same pass over k (panel_pair), instead of running up front: jobs of RX rows x all gates x
+// one vector of units, in row order, at most one group of RX rows ahead of the step. They add
+// 1/RX of W_ih's bytes per step to what streams from L2. RX: the most rows whose accumulators
+// fit beside the step's (measured: 4 rows of all gates beat 8 of half the LSTM's gates, and 2).
+template <CellKind cell>
+constexpr int ahead_rows() { return cell == CellKind::rnn_tanh || cell == CellKind::rnn_relu ? 8 : 4; }
+
 // w (rows, cols) with each row padded with zeros to cols_pad.
 template <typename T>
 Buffer<T> pad_columns(const T* w, long rows, long cols, long cols_pad) {
@@ -111,6 +120,8 @@ struct Forward {
   T* w_packed;             // W_hh in panel blocks (each thread packs its own)
   T* w_ih_packed;          // W_ih in panel blocks: of the step's width when fused, else of W units
   bool fused;              // the input projection runs in the step's panel
+  bool ahead;              // batch 1: later steps' input projection rides in the step's panels
+  long ring;               // inference with `ahead`: rows of `gates`, used round robin (else 0)
   bool pack_hh, pack_ih;   // the threads pack W_hh, W_ih (else a kept packing from pack_cache.h)
   const T* bias_x;         // (G*H,) added to the input projection, or null
   const T* h0;             // (B, O), zeros when the caller gave none
@@ -162,6 +173,41 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
 
   const long n_blocks = (units.end - units.begin + BW - 1) / BW;
   std::vector<T> h_rev(NB > 1 ? 2 * O : 0);  // h_{t-1} of the (at most two) rows, reversed
+
+  // With `ahead` (one chunk): the input projection's jobs, job j covering the rows of group
+  // j / per_group and vector j % per_group of this thread's units.
+  constexpr int RX = ahead_rows<cell>();
+  const long per_group = (units.end - units.begin + W - 1) / W, n_rows = s.rows();
+  const long n_jobs = f.ahead ? (n_rows + RX - 1) / RX * per_group : 0;
+  long next_job = 0;
+  std::vector<T> x_group(f.ahead ? RX * I : 0);  // the rows of next_job's group, transposed
+  long x_group_row = -1;                          // its first row
+  const auto gate_row = [&](long row, long base) { return f.ring ? row % f.ring : row - base; };
+  struct Job {
+    Operand<T> op;  // its rows of x against its vector's W_ih
+    long row0, u0;
+  };
+  const auto job = [&](long j) {
+    const long row0 = j / per_group * RX, u0 = units.begin + j % per_group * W;
+    return Job{{a.x + row0 * I, I, f.w_ih_packed + (u0 / W) * I * G * W, G * W, I}, row0, u0};
+  };
+  const auto store_job = [&](const Job& jb, const auto& acc, long rb) {
+    const long n = std::min(W, units.end - jb.u0);
+    for (int r = 0; r < acc.rows; ++r)
+      for (int g = 0; g < G; ++g) {
+        const long col = g * H + jb.u0;
+        const V b = f.bias_x ? load_n(f.bias_x + col, n) : V(T(0));
+        store_n(f.gates + gate_row(jb.row0 + rb + r, 0) * f.ld + col, acc.v[r][g] + b, n);
+      }
+  };
+  const auto run_job = [&](long j) {  // on its own
+    const Job jb = job(j);
+    Operand<T> none = jb.op;
+    none.K = 0;
+    for_each_panel<T, G, RX>(std::min<long>(RX, n_rows - jb.row0), jb.op, none,
+                             [&](const auto& acc, long rb) { store_job(jb, acc, rb); });
+  };
+
   for (long t0 = 0; t0 < a.steps; t0 += f.chunk) {
     const long t1 = std::min(t0 + f.chunk, a.steps);
     const long r0 = s.offset[t0], rows = s.offset[t1] - r0;
@@ -169,7 +215,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     T* gates = f.gates + (r0 - base) * f.ld;
     // Input projection of this thread's units for the chunk (unless the step's panel does it),
     // with the panel: for these shapes (few rows, K = I) it runs at 2x the BLAS's GEMM.
-    for (long u0 = units.begin; u0 < units.end && !f.fused; u0 += W) {
+    for (long u0 = units.begin; u0 < units.end && !f.fused && !f.ahead; u0 += W) {
       const long n = std::min(W, units.end - u0);
       for_each_panel<T, G, panel_rows<G>()>(rows, a.x + r0 * I, I, f.w_ih_packed + (u0 / W) * I * G * W,
                                             G * W, I, [&](const auto& pa, long rb) {
@@ -183,6 +229,10 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     for (long t = t0; t < t1; ++t) {
       const long bt = s.size[t];
       const T* h_prev = t == 0 ? f.h0 : a.y + s.offset[t - 1] * O;
+      // `ahead`: the groups holding this step's rows are complete before its panels read them;
+      // the panels may then run the jobs of the next group.
+      const long next_group = (s.offset[t + 1] - 1) / RX + 1;
+      while (next_job < n_jobs && next_job / per_group < next_group) run_job(next_job++);
       // With one or two batch rows, every other step reads this thread's share of W_hh backwards
       // (blocks, and k within them against h_{t-1} reversed): what the previous step read last is
       // still in L1 and is read first.
@@ -197,14 +247,14 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
                             f.fused ? I : 0};
         const Operand<T> hw = back ? Operand<T>{h_rev.data(), O, w + (O - 1) * G * BW, -G * BW, O}
                                    : Operand<T>{h_prev, O, w, G * BW, O};
-        for_each_panel<T, G * NB, panel_rows<G * NB>()>(bt, xw.K ? xw : hw, xw.K ? hw : xw, [&](const auto& pa, long rb) {
+        const auto cell_math = [&](const auto& pa, long rb) {
           for (int i = 0; i < pa.rows * NB; ++i) {  // batch row r, vector nb of the panel's units
             const int r = i / NB, nb = i % NB;
             const long u = u0 + nb * W, n = std::min(W, units.end - u);
             if (n <= 0) continue;
             const auto acc = [&](int g) { return pa.v[r][g * NB + nb]; };
             const long b = rb + r, row = s.offset[t] + b;
-            T* gx = f.gates + (row - base) * f.ld + u;  // this row's x-side gates
+            T* gx = f.gates + gate_row(row, base) * f.ld + u;  // this row's x-side gates
             // The x side of gate g: from the projection done before, or the bias alone when
             // the panel summed it.
             const auto x_side = [&](int g) __attribute__((always_inline)) {
@@ -257,7 +307,26 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
               }
             }
           }
-        });
+        };
+        // `ahead`: the next job of the group after this step's (or this step's) rides along.
+        const long jg = next_job / per_group;
+        if constexpr (FASTRNN_SIMD_BYTES == 64 && NB > 1) {
+          if (next_job < n_jobs && bt == 1 && jg <= next_group && (jg + 1) * RX <= n_rows) {
+            const Job jb = job(next_job++);
+            if (x_group_row != jb.row0) {
+              x_group_row = jb.row0;
+              for (long r = 0; r < RX; ++r)
+                for (long i = 0; i < I; ++i) x_group[i * RX + r] = jb.op.a[r * I + i];
+            }
+            PanelAcc<T, 1, G * NB> pa;
+            PanelAcc<T, RX, G> px;
+            panel_pair<T, 1, G * NB, RX, G>(hw, RowsT<T>{x_group.data(), jb.op.w, jb.op.w_stride, I}, pa, px);
+            store_job(jb, px, 0);
+            cell_math(pa, 0);
+            continue;
+          }
+        }
+        for_each_panel<T, G * NB, panel_rows<G * NB>()>(bt, xw.K ? xw : hw, xw.K ? hw : xw, cell_math);
       }
       barrier(parts);  // the next step (or the projection) reads every unit
       if (projected) {
@@ -286,7 +355,9 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   }
   const bool training = a.saved != nullptr;
   // Where the x-side gates live: the RNN's straight in y; training: the saved buffer;
-  // inference: a chunk buffer.
+  // inference: a chunk buffer, or with `ahead` a ring of two groups of rows.
+  const bool ahead = FASTRNN_SIMD_BYTES == 64 && a.steps >= 2 * ahead_rows<cell>() && s.size[0] == 1;
+  long ring = 0;
   Buffer<T> work, full_work, w_hr_t;
   long ld = G * H, chunk = std::max<long>(a.steps, 1);
   T* gates;
@@ -296,6 +367,10 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   } else if (training) {
     gates = a.saved;
     ld = saved_columns(cell, H, a.proj);
+  } else if (ahead) {
+    ring = 2 * ahead_rows<cell>();
+    work = Buffer<T>(ring * G * H, false);
+    gates = work.data();
   } else {
     chunk = chunk_steps(s, a.steps);
     work = Buffer<T>(std::max<long>(1, s.offset[std::min(chunk, a.steps)]) * G * H, false);
@@ -336,7 +411,7 @@ void forward(const LayerForward<T>& a, const Steps& s) {
                                      {G, H, I, x_width, long(sizeof(T)), W},
                                      (H + x_width - 1) / x_width * I * G * x_width * sizeof(T), kept_ih);
   const Forward<T> f{a, s, H, I, O, ld, gates, !work.empty(), chunk,
-                     static_cast<T*>(w_packed->data), static_cast<T*>(w_ih_packed->data), fuse_x,
+                     static_cast<T*>(w_packed->data), static_cast<T*>(w_ih_packed->data), fuse_x, ahead, ring,
                      !kept_hh, !kept_ih, bias.empty() ? nullptr : bias.data(),
                      h0, h_full, ld_full, w_hr_t.data(), o_pad};
   const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
