@@ -438,7 +438,9 @@ struct Backward {
   long o_pad;
   const T* h0;         // (B, O)
   const T* c0;         // (B, H), LSTM
-  T* h_prev;           // (rows, O) every row's h_prev, for dW_hh
+  T* xh;               // (rows, ld_xh) every row's h_prev at column xh_col, for dW_hh; with
+  long ld_xh, xh_col;  // xh_col = I, its x before it, for [dW_ih | dW_hh] in one product
+  T* dw_cat;           // (G*H, I+O) that product (xh_col = I), else null
   // LSTM projection: d h (rows, O) of every row, and W_hr (O, H) padded to (O, h_pad).
   T* dh_out;
   const T* w_hr_padded;
@@ -581,20 +583,34 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
     }
   }
   // Every row's h_prev (h0 for step 0, else the previous step's output of the same batch row),
-  // this thread's share of the steps.
+  // and x beside it where both weight gradients come from one product, this thread's share of
+  // the steps.
   const Range steps = share(a.steps, p, parts);
   for (long t = steps.begin; t < steps.end; ++t) {
     const T* src = t == 0 ? k.h0 : a.y + s.offset[t - 1] * O;
-    std::memcpy(k.h_prev + s.offset[t] * O, src, s.size[t] * O * sizeof(T));
+    for (long row = s.offset[t], b = 0; b < s.size[t]; ++b, ++row) {
+      std::memcpy(k.xh + row * k.ld_xh + k.xh_col, src + b * O, O * sizeof(T));
+      if (k.dw_cat) std::memcpy(k.xh + row * k.ld_xh, a.x + row * I, I * sizeof(T));
+    }
   }
   barrier(parts);
   // Weight gradients of this thread's units' rows, dx of its share of the rows. A thread that owns
-  // every unit takes all G gate blocks in one product (one packing of x and h_prev, not G).
+  // every unit takes all G gate blocks in one product (one packing of x and h_prev, not G); where
+  // d gates is the same on both sides (all but the GRU), one product gives [dW_ih | dW_hh] (one
+  // packing of d gates, not two: the LSTM's backward at B = 16, H = 256 about 2% faster).
   const bool all_units = units.size() == H;
   for (long gi = 0; gi < (all_units ? 1 : G) && units.size() > 0; ++gi) {
     const long r = gi * H + units.begin, n = all_units ? GH : units.size();
-    gemm<T>(true, false, n, I, rows, T(1), k.dgx + r, GH, a.x, I, T(0), g.dw_ih + r * I, I);
-    gemm<T>(true, false, n, O, rows, T(1), k.dgh + r, GH, k.h_prev, O, T(0), g.dw_hh + r * O, O);
+    if (k.dw_cat) {
+      gemm<T>(true, false, n, I + O, rows, T(1), k.dgx + r, GH, k.xh, k.ld_xh, T(0), k.dw_cat + r * (I + O), I + O);
+      for (long j = r; j < r + n; ++j) {
+        std::memcpy(g.dw_ih + j * I, k.dw_cat + j * (I + O), I * sizeof(T));
+        std::memcpy(g.dw_hh + j * O, k.dw_cat + j * (I + O) + I, O * sizeof(T));
+      }
+    } else {
+      gemm<T>(true, false, n, I, rows, T(1), k.dgx + r, GH, a.x, I, T(0), g.dw_ih + r * I, I);
+      gemm<T>(true, false, n, O, rows, T(1), k.dgh + r, GH, k.xh + k.xh_col, k.ld_xh, T(0), g.dw_hh + r * O, O);
+    }
     for (auto [db, d] : {std::pair{g.db_ih, k.dgx}, std::pair{g.db_hh, k.dgh}}) {
       if (!db) continue;
       std::fill(db + r, db + r + n, T(0));
@@ -615,9 +631,10 @@ void backward(const LayerBackward<T>& g, const Steps& s) {
   const LayerForward<T>& a = *g.fwd;
   constexpr long W = Vec<T>::width;
   const long H = a.hidden, O = a.state(), G = gate_count(cell), rows = s.rows();
-  // Every row of dgx, dgh, h_prev and dh_out is written before it is read.
-  Buffer<T> zeros_h, zeros_c, dgx(rows * G * H, false), dgh, dh_direct, h_prev(rows * O, false),
-      dh_out, w_hr_padded;
+  // Every row of dgx, dgh, xh, dw_cat and dh_out is written before it is read.
+  const long I = a.input, xh_col = cell == CellKind::gru ? 0 : I;
+  Buffer<T> zeros_h, zeros_c, dgx(rows * G * H, false), dgh, dh_direct, xh(rows * (xh_col + O), false),
+      dw_cat(cell == CellKind::gru ? 0 : G * H * (I + O), false), dh_out, w_hr_padded;
   if (cell == CellKind::gru) {
     dgh = Buffer<T>(rows * G * H, false);
     dh_direct = Buffer<T>(a.batch * H, false);
@@ -647,7 +664,8 @@ void backward(const LayerBackward<T>& g, const Steps& s) {
     w_hr_padded = pad_columns(a.w_hr, O, H, h_pad);
   }
   const Backward<T> k{g, s, H, a.input, O, dgx.data(), dgh.empty() ? dgx.data() : dgh.data(),
-                      dh_direct.data(), w_padded.data(), o_pad, h0, c0, h_prev.data(),
+                      dh_direct.data(), w_padded.data(), o_pad, h0, c0, xh.data(), xh_col + O, xh_col,
+                      dw_cat.empty() ? nullptr : dw_cat.data(),
                       dh_out.data(), w_hr_padded.data(), h_pad};
   const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
   run_parallel(threads, [&](int p, int parts) {
