@@ -54,34 +54,30 @@ struct Operand {
   Operand rows_from(long r0) const { return {a + r0 * lda, lda, w, w_stride, K}; }
 };
 
+// acc[r][g] += a[r][k] * w[k][g] for one k.
+template <typename T, int R, int G>
+__attribute__((always_inline)) inline void accumulate_k(Vec<T> (&acc)[R][G], const Operand<T>& op, long k) {
+  using V = Vec<T>;
+  const T* wk = op.w + k * op.w_stride;
+  V wg[G];
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g) wg[g] = V::load(wk + g * V::width);
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    const V ar(op.a[r * op.lda + k]);
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) acc[r][g] = acc[r][g] + ar * wg[g];
+  }
+}
+
 template <typename T, int R, int G, int KU>
 inline void accumulate(Vec<T> (&acc)[KU][R][G], const Operand<T>& op) {
-  using V = Vec<T>;
-  constexpr int W = V::width;
-  const T* a = op.a;
   long k = 0;
   for (; k + KU <= op.K; k += KU) {
 #pragma GCC unroll 4
-    for (int u = 0; u < KU; ++u) {
-      const T* wk = op.w + (k + u) * op.w_stride;
-      V wg[G];
-#pragma GCC unroll 8
-      for (int g = 0; g < G; ++g) wg[g] = V::load(wk + g * W);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const V ar(a[r * op.lda + k + u]);
-#pragma GCC unroll 8
-        for (int g = 0; g < G; ++g) acc[u][r][g] = acc[u][r][g] + ar * wg[g];
-      }
-    }
+    for (int u = 0; u < KU; ++u) accumulate_k<T, R, G>(acc[u], op, k + u);
   }
-  for (; k < op.K; ++k) {
-    const T* wk = op.w + k * op.w_stride;
-    for (int r = 0; r < R; ++r) {
-      const V ar(a[r * op.lda + k]);
-      for (int g = 0; g < G; ++g) acc[0][r][g] = acc[0][r][g] + ar * V::load(wk + g * W);
-    }
-  }
+  for (; k < op.K; ++k) accumulate_k<T, R, G>(acc[0], op, k);
 }
 
 // The sum of the panels of one or two operands (the second may have K = 0).
@@ -103,22 +99,6 @@ inline PanelAcc<T, R, G> panel(const Operand<T>& first, const Operand<T>& second
       out.v[r][g] = s;
     }
   return out;
-}
-
-// acc[r][g] += a[r][k] * w[k][g] for one k.
-template <typename T, int R, int G>
-__attribute__((always_inline)) inline void accumulate_k(Vec<T> (&acc)[R][G], const Operand<T>& op, long k) {
-  using V = Vec<T>;
-  const T* wk = op.w + k * op.w_stride;
-  V wg[G];
-#pragma GCC unroll 8
-  for (int g = 0; g < G; ++g) wg[g] = V::load(wk + g * V::width);
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    const V ar(op.a[r * op.lda + k]);
-#pragma GCC unroll 8
-    for (int g = 0; g < G; ++g) acc[r][g] = acc[r][g] + ar * wg[g];
-  }
 }
 
 // Rows of `a` stored transposed: a[k * R + r] for R rows, against the K rows of `w`.

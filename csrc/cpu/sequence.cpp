@@ -191,13 +191,15 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     const long row0 = j / per_group * RX, u0 = units.begin + j % per_group * W;
     return Job{{a.x + row0 * I, I, f.w_ih_packed + (u0 / W) * I * G * W, G * W, I}, row0, u0};
   };
-  const auto store_job = [&](const Job& jb, const auto& acc, long rb) {
-    const long n = std::min(W, units.end - jb.u0);
+  // A panel of the input projection (rows from `row`, all gates of the vector of units at u0)
+  // plus the bias, into the gates buffer.
+  const auto store_x = [&](const auto& acc, long row, long u0, long base) {
+    const long n = std::min(W, units.end - u0);
     for (int r = 0; r < acc.rows; ++r)
       for (int g = 0; g < G; ++g) {
-        const long col = g * H + jb.u0;
+        const long col = g * H + u0;
         const V b = f.bias_x ? load_n(f.bias_x + col, n) : V(T(0));
-        store_n(f.gates + gate_row(jb.row0 + rb + r, 0) * f.ld + col, acc.v[r][g] + b, n);
+        store_n(f.gates + gate_row(row + r, base) * f.ld + col, acc.v[r][g] + b, n);
       }
   };
   const auto run_job = [&](long j) {  // on its own
@@ -205,27 +207,18 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     Operand<T> none = jb.op;
     none.K = 0;
     for_each_panel<T, G, RX>(std::min<long>(RX, n_rows - jb.row0), jb.op, none,
-                             [&](const auto& acc, long rb) { store_job(jb, acc, rb); });
+                             [&](const auto& acc, long rb) { store_x(acc, jb.row0 + rb, jb.u0, 0); });
   };
 
   for (long t0 = 0; t0 < a.steps; t0 += f.chunk) {
     const long t1 = std::min(t0 + f.chunk, a.steps);
     const long r0 = s.offset[t0], rows = s.offset[t1] - r0;
     const long base = f.chunked ? r0 : 0;  // packed row held in gates' first row
-    T* gates = f.gates + (r0 - base) * f.ld;
     // Input projection of this thread's units for the chunk (unless the step's panel does it),
     // with the panel: for these shapes (few rows, K = I) it runs at 2x the BLAS's GEMM.
-    for (long u0 = units.begin; u0 < units.end && !f.fused && !f.ahead; u0 += W) {
-      const long n = std::min(W, units.end - u0);
+    for (long u0 = units.begin; u0 < units.end && !f.fused && !f.ahead; u0 += W)
       for_each_panel<T, G, panel_rows<G>()>(rows, a.x + r0 * I, I, f.w_ih_packed + (u0 / W) * I * G * W,
-                                            G * W, I, [&](const auto& pa, long rb) {
-        for (int r = 0; r < pa.rows; ++r)
-          for (int g = 0; g < G; ++g) {
-            const V b = f.bias_x ? load_n(f.bias_x + g * H + u0, n) : V(T(0));
-            store_n(gates + (rb + r) * f.ld + g * H + u0, pa.v[r][g] + b, n);
-          }
-      });
-    }
+                                            G * W, I, [&](const auto& pa, long rb) { store_x(pa, r0 + rb, u0, base); });
     for (long t = t0; t < t1; ++t) {
       const long bt = s.size[t];
       const T* h_prev = t == 0 ? f.h0 : a.y + s.offset[t - 1] * O;
@@ -321,7 +314,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
             PanelAcc<T, 1, G * NB> pa;
             PanelAcc<T, RX, G> px;
             panel_pair<T, 1, G * NB, RX, G>(hw, RowsT<T>{x_group.data(), jb.op.w, jb.op.w_stride, I}, pa, px);
-            store_job(jb, px, 0);
+            store_x(px, jb.row0, jb.u0, 0);
             cell_math(pa, 0);
             continue;
           }
