@@ -162,7 +162,7 @@ class TreeCase:
 
     tree_childsum: dependency-like trees (0-5 children), Child-Sum, inputs on every node.
     tree_nary: SST-like binarized trees, N-ary with N = 2, inputs on the leaves only (the other
-    rows of x are zeros, and only the input nodes' rows of dx are compared).
+    rows of x are zeros; every backend takes and differentiates the input nodes' rows only).
     Training mode is forward then backward of loss = h.sum() over every node: dh = 1, dc = 0.
     """
 

@@ -31,16 +31,20 @@ Forest make_forest_py(const Array<long>& parents) {
   return make_forest(p, n);
 }
 
+using Nodes = std::optional<Array<long>>;
+
 template <typename T>
 TreeForward<T> forward_args(const Forest& forest, long arity, const Array<T>& x,
-                            const Array<T>& w_ih, const Array<T>& w_hh, const Optional<T>& b_ih,
-                            const Optional<T>& b_hh) {
+                            const Nodes& input_nodes, const Array<T>& w_ih, const Array<T>& w_hh,
+                            const Optional<T>& b_ih, const Optional<T>& b_hh) {
   TreeForward<T> a{};
   a.forest = &forest;
   a.arity = arity;
   a.input = x.shape(1);
   a.hidden = w_ih.shape(0) / 4;
   a.x = x.data();
+  a.input_nodes = input_nodes ? input_nodes->data() : nullptr;
+  a.n_inputs = input_nodes ? input_nodes->shape(0) : 0;
   a.w_ih = w_ih.data();
   a.w_hh = w_hh.data();
   a.b_ih = ptr(b_ih);
@@ -49,10 +53,10 @@ TreeForward<T> forward_args(const Forest& forest, long arity, const Array<T>& x,
 }
 
 template <typename T>
-py::tuple tree_forward_py(const Forest& forest, long arity, const Array<T>& x, const Array<T>& w_ih,
-                          const Array<T>& w_hh, const Optional<T>& b_ih, const Optional<T>& b_hh,
-                          bool training) {
-  TreeForward<T> a = forward_args(forest, arity, x, w_ih, w_hh, b_ih, b_hh);
+py::tuple tree_forward_py(const Forest& forest, long arity, const Array<T>& x,
+                          const Nodes& input_nodes, const Array<T>& w_ih, const Array<T>& w_hh,
+                          const Optional<T>& b_ih, const Optional<T>& b_hh, bool training) {
+  TreeForward<T> a = forward_args(forest, arity, x, input_nodes, w_ih, w_hh, b_ih, b_hh);
   Array<T> h = new_array<T>({forest.n_nodes, a.hidden}), c = new_array<T>({forest.n_nodes, a.hidden});
   auto saved = training ? std::make_unique<TreeSaved<T>>() : nullptr;
   a.h = h.mutable_data();
@@ -68,10 +72,10 @@ py::tuple tree_forward_py(const Forest& forest, long arity, const Array<T>& x, c
 
 template <typename T>
 py::tuple tree_backward_py(const Forest& forest, long arity, const Array<T>& x,
-                           const Array<T>& w_ih, const Array<T>& w_hh, const Optional<T>& b_ih,
-                           const Optional<T>& b_hh, TreeSaved<T>& saved, const Optional<T>& dh,
-                           const Optional<T>& dc) {
-  TreeForward<T> a = forward_args(forest, arity, x, w_ih, w_hh, b_ih, b_hh);
+                           const Nodes& input_nodes, const Array<T>& w_ih, const Array<T>& w_hh,
+                           const Optional<T>& b_ih, const Optional<T>& b_hh, TreeSaved<T>& saved,
+                           const Optional<T>& dh, const Optional<T>& dc) {
+  TreeForward<T> a = forward_args(forest, arity, x, input_nodes, w_ih, w_hh, b_ih, b_hh);
   a.saved = &saved;
   Array<T> dx = new_array<T>({x.shape(0), x.shape(1)}), dw_ih = new_array<T>({w_ih.shape(0), w_ih.shape(1)}),
            dw_hh = new_array<T>({w_hh.shape(0), w_hh.shape(1)});

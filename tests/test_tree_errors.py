@@ -39,6 +39,20 @@ def test_x_rows_must_match_the_forest():
         fastrnn.tree_lstm_forward(x[:4, 0], PARENTS, *w)
 
 
+def test_input_nodes_must_be_distinct_nodes_with_one_row_of_x_each():
+    x, *w = args()
+    for nodes, message in (([0, 4], r"input_nodes\[1\] = 4 is not a node index in \[0, 4\)"),
+                           ([-1, 0], r"input_nodes\[0\] = -1 is not a node index"),
+                           ([1, 3, 1], "input_nodes lists node 1 more than once"),
+                           ([[0, 1]], "input_nodes must be a 1-D array of node indices"),
+                           ([0.0, 1.0], "input_nodes must be a 1-D array of node indices")):
+        with pytest.raises(ValueError, match=message):
+            fastrnn.tree_lstm_forward(x[:len(np.ravel(nodes))], PARENTS, *w, input_nodes=nodes)
+    with pytest.raises(ValueError, match=r"x must have shape \(len\(input_nodes\), I\) = "
+                                         r"\(2, I\).*got \(4, 2\)"):
+        fastrnn.tree_lstm_forward(x, PARENTS, *w, input_nodes=[0, 1])
+
+
 def test_weight_shapes_must_fit_the_kind():
     x, w_ih, w_hh, b_ih, b_hh = args(arity=None)
     _, _, w_hh3, _, b_hh3 = args(arity=3)

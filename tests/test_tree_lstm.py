@@ -77,6 +77,54 @@ def test_nodes_without_input_zero_rows_match_reference(arity, dtype, no_input_at
         assert_close(a, b, dtype)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("which", ["leaves", "some", "all", "none"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("arity", [None, 2])
+def test_input_nodes_match_reference_and_leave_the_callers_arrays(arity, bias, dtype, which,
+                                                                  threads):
+    # x holds the rows of input_nodes only (in any order): the same forward as x with a row per
+    # node and zeros elsewhere, and dx is the input nodes' rows of that dx.
+    rng = np.random.default_rng(17)
+    n, inp, hidden = 70, 5, 17
+    parents = random_forest(rng, n, arity=arity, root_prob=0.1)
+    leaves = np.setdiff1d(np.arange(n), parents[parents >= 0])
+    nodes = {"leaves": rng.permutation(leaves), "some": rng.choice(n, 23, replace=False),
+             "all": rng.permutation(n), "none": np.zeros(0, np.int64)}[which]
+    x = rng.standard_normal((nodes.size, inp))
+    x_full = np.zeros((n, inp))
+    x_full[nodes] = x
+    w = weights(rng, inp, hidden, arity, bias)
+    dh, dc = rng.standard_normal((n, hidden)), rng.standard_normal((n, hidden))
+    want = reference.tree_lstm_forward(x_full, parents, *w, arity=arity)
+    g_want = reference.tree_lstm_backward(want, dh, dc)
+    cast = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
+    x_in, nodes_in = cast(x), nodes.astype(np.int32)
+    x_copy, nodes_copy = x_in.copy(), nodes_in.copy()
+    before = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(threads)
+    try:
+        got = fastrnn.tree_lstm_forward(x_in, parents, *map(cast, w), arity=arity,
+                                        input_nodes=nodes_in)
+        g_got = fastrnn.tree_lstm_backward(got, cast(dh), cast(dc))
+    finally:
+        fastrnn.set_num_threads(before)
+    assert np.array_equal(x_in, x_copy) and np.array_equal(nodes_in, nodes_copy)
+    assert_close(got.h, want.h, dtype)
+    assert_close(got.c, want.c, dtype)
+    assert g_got.dx.shape == (nodes.size, inp)
+    assert_close(g_got.dx, g_want.dx[nodes], dtype)
+    for name in ("dw_ih", "dw_hh", "db_ih", "db_hh"):
+        a, b = getattr(g_got, name), getattr(g_want, name)
+        if bias or not name.startswith("db"):
+            assert_close(a, b, dtype)
+    # The reference takes input_nodes too, as the same function.
+    ref = reference.tree_lstm_forward(x, parents, *w, arity=arity, input_nodes=nodes)
+    np.testing.assert_array_equal(ref.h, want.h)
+    np.testing.assert_array_equal(reference.tree_lstm_backward(ref, dh, dc).dx, g_want.dx[nodes])
+
+
 @pytest.mark.parametrize("arity", [None, 3])
 def test_tree_lstm_matches_reference_on_many_trees_with_wide_hidden(arity):
     # Big enough levels for the pointwise passes and gathers to run on several threads.

@@ -101,8 +101,48 @@ def _with_weight(m, w, x, forest):
     from fastrnn._torch_tree import _TreeLSTMFunction
 
     h, c = _TreeLSTMFunction.apply(x.detach(), m.weight_ih, w, m.bias_ih, m.bias_hh,
-                                   forest, m.arity)
+                                   forest, m.arity, None)
     return h
+
+
+@pytest.mark.parametrize("arity", [None, 2])
+def test_modules_take_input_nodes_and_match_the_full_input(arity):
+    # x of the input nodes only (leaves, in shuffled order) against x with a row per node.
+    from fastrnn.torch import TreeLSTM as TorchTreeLSTM
+
+    rng = np.random.default_rng(5)
+    n, inp, hidden = 30, 3, 4
+    parents = random_forest(rng, n, arity=arity)
+    leaves = np.setdiff1d(np.arange(n), parents[parents >= 0])
+    nodes = rng.permutation(leaves)
+    x_in = rng.standard_normal((nodes.size, inp))
+    x_full = np.zeros((n, inp))
+    x_full[nodes] = x_in
+    dh = rng.standard_normal((n, hidden))
+
+    m = fastrnn.TreeLSTM(inp, hidden, arity=arity, dtype=np.float64, seed=1)
+    h_full, _ = m.forward(x_full, parents)
+    dx_full = m.backward(dh)
+    grads_full = {k: v.copy() for k, v in m.grads.items()}
+    m.zero_grad()
+    h, _ = m.forward(x_in, parents, input_nodes=nodes)
+    dx = m.backward(dh)
+    np.testing.assert_allclose(h, h_full, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, dx_full[nodes], rtol=1e-10, atol=1e-12)
+    for name, g in m.grads.items():
+        np.testing.assert_allclose(g, grads_full[name], rtol=1e-10, atol=1e-12)
+
+    t = TorchTreeLSTM(inp, hidden, arity=arity, dtype=torch.float64)
+    t.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
+    xt = torch.tensor(x_in, requires_grad=True)
+    h_t, _ = t(xt, parents, torch.from_numpy(nodes))
+    (h_t * torch.from_numpy(dh)).sum().backward()
+    np.testing.assert_allclose(h_t.detach().numpy(), h_full, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(xt.grad.numpy(), dx_full[nodes], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(t.weight_ih.grad.numpy(), grads_full["weight_ih"], rtol=1e-10,
+                               atol=1e-12)
+    with torch.no_grad():
+        assert torch.equal(t(xt, parents, nodes)[0], h_t)
 
 
 def test_numpy_state_dict_loads_into_the_torch_module():

@@ -5,7 +5,9 @@ h_n.sum()); inference is forward(training=False). The memory training mode keeps
 forward's result holds for backward beyond the caller's inputs (y and the saved gates).
 
 Tree-LSTM rows: fastrnn.Forest(parents) (the schedule, built inside every timed call), then
-tree_lstm_forward, and in training mode tree_lstm_backward with dh = 1 (loss h.sum()).
+tree_lstm_forward, and in training mode tree_lstm_backward with dh = 1 (loss h.sum()). Inputs on
+the leaves only (N-ary rows): x of the leaves and input_nodes, so that dx is theirs alone, as the
+peers compute it.
 """
 
 from __future__ import annotations
@@ -139,17 +141,23 @@ def _tree(case, mode: str, a: Dict[str, np.ndarray]) -> Prepared:
     parents = case.parents
     w = (a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"])
     dh = np.ones((case.n_nodes, case.H), np.float32)
+    # Inputs on some nodes only (the N-ary rows' leaves): their rows of x and input_nodes, as the
+    # level-batched torch peer takes them; on every node: x as it is.
+    every = case.input_nodes.size == case.n_nodes
+    x = a["x"] if every else a["x"][case.input_nodes]
+    nodes = None if every else case.input_nodes
 
     def run():
         forest = fastrnn.Forest(parents)
-        res = fastrnn.tree_lstm_forward(a["x"], forest, *w, arity=case.arity, training=training)
+        res = fastrnn.tree_lstm_forward(x, forest, *w, arity=case.arity, training=training,
+                                        input_nodes=nodes)
         return res, (fastrnn.tree_lstm_backward(res, dh) if training else None)
 
     def fetch(out) -> Dict[str, np.ndarray]:
         res, g = out
         got = {"h": res.h, "c": res.c}
         if g is not None:
-            got.update(dx=g.dx[case.input_nodes], dw_ih=g.dw_ih, dw_hh=g.dw_hh, db_ih=g.db_ih,
+            got.update(dx=g.dx, dw_ih=g.dw_ih, dw_hh=g.dw_hh, db_ih=g.db_ih,
                        db_hh=g.db_hh)
         return got
 

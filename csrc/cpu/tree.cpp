@@ -140,12 +140,20 @@ void forward(const TreeForward<T>& a) {
       if (!N)
         for (long j = 0; j < G; ++j) bias[j] += a.b_hh[j];
     }
-    s.inputs = nodes_with_input(a.x, n, I);
+    // The input nodes' rows of x: x itself when it holds only those, else gathered.
+    Buffer<T> x_rows;
+    const T* xr = a.x;
+    if (a.input_nodes) {
+      s.inputs.assign(a.input_nodes, a.input_nodes + a.n_inputs);
+    } else {
+      s.inputs = nodes_with_input(a.x, n, I);
+      x_rows = Buffer<T>(s.inputs.size() * ld_x, false);
+      permute_rows(a.x, s.inputs.data(), x_rows.data(), nullptr, long(s.inputs.size()), I);
+      xr = x_rows.data();
+    }
     const long k = long(s.inputs.size());
-    Buffer<T> x_rows(k * ld_x, false), projected(k * G, false);
-    permute_rows(a.x, s.inputs.data(), x_rows.data(), nullptr, k, I);
-    parallel_gemm<T>(false, true, k, G, I, T(1), x_rows.data(), ld_x, a.w_ih, ld_x, T(0),
-                     projected.data(), G);
+    Buffer<T> projected(k * G, false);
+    parallel_gemm<T>(false, true, k, G, I, T(1), xr, ld_x, a.w_ih, ld_x, T(0), projected.data(), G);
     // Every row of gates written once, by the threads: bias + its projection (if it has input).
     std::vector<long> projected_row(n, -1);
     for (long j = 0; j < k; ++j) projected_row[f.row_of[s.inputs[j]]] = j;
@@ -363,22 +371,33 @@ void backward(const TreeBackward<T>& g) {
     if (g.db_hh) column_sums(dgh.data(), n, gh_width, g.db_hh);
   }
 
-  // The x side, in node order.
-  Buffer<T> dgx_nodes(n * G, false);
-  permute_rows(dgx.data(), nullptr, dgx_nodes.data(), f.order.data(), n, G);
-  parallel_gemm<T>(false, false, n, I, G, T(1), dgx_nodes.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
-  const std::vector<long>& inputs = s.inputs;  // the rows of x the forward's projection took
+  // The x side. The projection took the input nodes' rows of x only (the others are zero), so
+  // dW_ih needs only theirs; dx needs every row of x: all nodes', or the input nodes' alone.
+  const std::vector<long>& inputs = s.inputs;
   const long k = long(inputs.size());
-  if (k == n) {
-    parallel_gemm<T>(true, false, G, I, n, T(1), dgx_nodes.data(), G, a.x, ld_x, T(0), g.dw_ih, ld_x);
+  if (a.input_nodes) {
+    std::vector<long> rows(k);
+    for (long j = 0; j < k; ++j) rows[j] = f.row_of[inputs[j]];
+    Buffer<T> dgx_rows(k * G, false);
+    permute_rows(dgx.data(), rows.data(), dgx_rows.data(), nullptr, k, G);
+    parallel_gemm<T>(false, false, k, I, G, T(1), dgx_rows.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
+    parallel_gemm<T>(true, false, G, I, k, T(1), dgx_rows.data(), G, a.x, ld_x, T(0), g.dw_ih, ld_x);
   } else {
-    Buffer<T> x_rows(k * ld_x, false), dgx_rows(k * G, false);
-    permute_rows(a.x, inputs.data(), x_rows.data(), nullptr, k, I);
-    permute_rows(dgx_nodes.data(), inputs.data(), dgx_rows.data(), nullptr, k, G);
-    parallel_gemm<T>(true, false, G, I, k, T(1), dgx_rows.data(), G, x_rows.data(), ld_x, T(0), g.dw_ih,
-                     ld_x);
+    Buffer<T> dgx_nodes(n * G, false);
+    permute_rows(dgx.data(), nullptr, dgx_nodes.data(), f.order.data(), n, G);
+    parallel_gemm<T>(false, false, n, I, G, T(1), dgx_nodes.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
+    if (k == n) {
+      parallel_gemm<T>(true, false, G, I, n, T(1), dgx_nodes.data(), G, a.x, ld_x, T(0), g.dw_ih,
+                       ld_x);
+    } else {
+      Buffer<T> x_rows(k * ld_x, false), dgx_rows(k * G, false);
+      permute_rows(a.x, inputs.data(), x_rows.data(), nullptr, k, I);
+      permute_rows(dgx_nodes.data(), inputs.data(), dgx_rows.data(), nullptr, k, G);
+      parallel_gemm<T>(true, false, G, I, k, T(1), dgx_rows.data(), G, x_rows.data(), ld_x, T(0),
+                       g.dw_ih, ld_x);
+    }
   }
-  if (g.db_ih) column_sums(dgx_nodes.data(), n, G, g.db_ih);
+  if (g.db_ih) column_sums(dgx.data(), n, G, g.db_ih);  // over rows: the order does not matter
 }
 
 }  // namespace

@@ -42,10 +42,15 @@ def _children_and_order(parents: np.ndarray):
 
 def tree_lstm_forward(x: Any, forest: Any, w_ih: Any, w_hh: Any, b_ih: Any = None,
                       b_hh: Any = None, *, arity: Optional[int] = None,
-                      training: bool = True) -> TreeResult:
+                      training: bool = True, input_nodes: Any = None) -> TreeResult:
     """Same arguments and result as fastrnn.tree_lstm_forward (forest: a Forest or parents)."""
     parents = np.asarray(getattr(forest, "parents", forest), dtype=np.int64)
     x, w_ih, w_hh = np.asarray(x), np.asarray(w_ih), np.asarray(w_hh)
+    if input_nodes is not None:  # x's rows are these nodes'; every other node's input is zero
+        input_nodes = np.asarray(input_nodes, dtype=np.int64)
+        full = np.zeros((parents.shape[0], x.shape[1]), x.dtype)
+        full[input_nodes] = x
+        x = full
     hid = w_ih.shape[0] // 4
     has_bias = b_ih is not None
     b_ih = np.zeros(w_ih.shape[0], x.dtype) if b_ih is None else np.asarray(b_ih)
@@ -79,7 +84,7 @@ def tree_lstm_forward(x: Any, forest: Any, w_ih: Any, w_hh: Any, b_ih: Any = Non
         h[j] = o * np.tanh(c[j])
         nodes[j] = (i, fs, u, o, h_in)
     ctx = dict(x=x, w_ih=w_ih, w_hh=w_hh, arity=arity, children=children, order=order, h=h, c=c,
-               nodes=nodes, has_bias=has_bias)
+               nodes=nodes, has_bias=has_bias, input_nodes=input_nodes)
     return TreeResult(h=h.copy(), c=c.copy(), training=training, _ctx=ctx)
 
 
@@ -128,5 +133,7 @@ def tree_lstm_backward(result: TreeResult, dh: Any, dc: Any = None) -> TreeGrads
             for pos, k in enumerate(kids):
                 dh[k] += d_in[pos * hid:(pos + 1) * hid]
     has_bias = ctx["has_bias"]
+    if ctx["input_nodes"] is not None:
+        dx = dx[ctx["input_nodes"]]
     return TreeGrads(dx=dx, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih if has_bias else None,
                      db_hh=db_hh if has_bias else None)

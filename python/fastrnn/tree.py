@@ -176,13 +176,35 @@ def hh_shapes(hidden: int, arity: int) -> Tuple[Tuple[int, int], str, Tuple[int]
             (g * hidden,), f"((3+N)*H,) = ({g * hidden},) for N = {arity}")
 
 
+def check_input_nodes(input_nodes: Any, n_nodes: int) -> Optional[np.ndarray]:
+    """None, or `input_nodes` as a new int64 array of distinct node indices in [0, n_nodes)."""
+    if input_nodes is None:
+        return None
+    arr = np.asarray(input_nodes)
+    if arr.ndim != 1 or (arr.dtype.kind not in "iu" and arr.size > 0):
+        raise ValueError(f"input_nodes must be a 1-D array of node indices, got shape "
+                         f"{arr.shape} and dtype {arr.dtype}")
+    arr = arr.astype(np.int64)  # a copy: the kernels keep it
+    bad = np.flatnonzero((arr < 0) | (arr >= n_nodes))
+    if bad.size:
+        raise ValueError(f"input_nodes[{bad[0]}] = {arr[bad[0]]} is not a node index in "
+                         f"[0, {n_nodes})")
+    seen = np.zeros(n_nodes, np.int64)
+    np.add.at(seen, arr, 1)
+    if seen.max(initial=0) > 1:
+        node = int(np.flatnonzero(seen > 1)[0])
+        raise ValueError(f"input_nodes lists node {node} more than once")
+    return arr
+
+
 class TreeArgs:
     """Checked, contiguous arguments of one Tree-LSTM call (what backward needs again)."""
 
     def __init__(self, x: Any, forest: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any,
-                 arity: Any) -> None:
+                 arity: Any, input_nodes: Any = None) -> None:
         self.arity = check_arity(arity)
         self.forest = as_forest(forest)
+        self.input_nodes = check_input_nodes(input_nodes, self.forest.n_nodes)
         x = as_float_array("x", x)
         w_ih = as_float_array("w_ih", w_ih)
         w_hh = as_float_array("w_hh", w_hh)
@@ -190,7 +212,12 @@ class TreeArgs:
                for name, v in (("b_ih", b_ih), ("b_hh", b_hh))}
         common_dtype({"x": x, "w_ih": w_ih, "w_hh": w_hh, **opt})
         n = self.forest.n_nodes
-        if x.ndim != 2 or x.shape[0] != n:
+        if self.input_nodes is not None:
+            k = self.input_nodes.shape[0]
+            if x.ndim != 2 or x.shape[0] != k:
+                raise ValueError(f"x must have shape (len(input_nodes), I) = ({k}, I), one row "
+                                 f"per input node, got {tuple(x.shape)}")
+        elif x.ndim != 2 or x.shape[0] != n:
             raise ValueError(f"x must have shape (n_nodes, I) = ({n}, I), one row per node of "
                              f"the forest, got {tuple(x.shape)}")
         inp = x.shape[1]
@@ -215,12 +242,13 @@ class TreeArgs:
         self.b_ih, self.b_hh = contiguous(opt["b_ih"]), contiguous(opt["b_hh"])
 
     def kernel_args(self) -> tuple:
-        return (self.forest._c, self.arity, self.x, self.w_ih, self.w_hh, self.b_ih, self.b_hh)
+        return (self.forest._c, self.arity, self.x, self.input_nodes, self.w_ih, self.w_hh,
+                self.b_ih, self.b_hh)
 
 
 def tree_lstm_forward(x: Any, forest: Union[Forest, Any], w_ih: Any, w_hh: Any, b_ih: Any = None,
                       b_hh: Any = None, *, arity: Optional[int] = None,
-                      training: bool = True) -> TreeResult:
+                      training: bool = True, input_nodes: Any = None) -> TreeResult:
     """Tree-LSTM over every node of a forest, leaves first (see the module's docstring).
 
     x: (n_nodes, I), one row per node (zeros where a node has no input); forest: a Forest or a
@@ -229,16 +257,24 @@ def tree_lstm_forward(x: Any, forest: Union[Forest, Any], w_ih: Any, w_hh: Any, 
     (a node with more than N children is a ValueError). Returns a TreeResult with h and c
     (n_nodes, H); with training=False nothing is kept for backward.
 
+    input_nodes: (k,) distinct node indices, for inputs on some nodes only (the words of a
+    constituency tree's leaves): then x is (k, I), row j the input of node input_nodes[j], every
+    other node has none (as a zero row), and backward's dx is (k, I): no work is spent on the
+    rows without input. CPU arrays only.
+
     GPU arrays (x and the weights; torch CUDA tensors, CuPy arrays, anything with
     ``__cuda_array_interface__`` or a CUDA ``__dlpack__``) run on the GPU (fastrnn.cuda), with the
     forest's schedule computed on the host; h and c are arrays of x's kind, and float16 and
     bfloat16 are accepted there too.
     """
     if _gpu.is_gpu_array(x):
+        if input_nodes is not None:
+            raise ValueError("input_nodes is for CPU arrays; on the GPU pass x with one row per "
+                             "node (zeros where a node has no input)")
         from ._cuda_tree import tree_forward as gpu_forward
 
         return gpu_forward(x, forest, w_ih, w_hh, b_ih, b_hh, arity, training)
-    args = TreeArgs(x, forest, w_ih, w_hh, b_ih, b_hh, arity)
+    args = TreeArgs(x, forest, w_ih, w_hh, b_ih, b_hh, arity, input_nodes)
     h, c, saved = _C.tree_forward(*args.kernel_args(), bool(training))
     return TreeResult(h=h, c=c, training=bool(training),
                       _ctx=(args, saved) if training else None)
@@ -248,7 +284,8 @@ def tree_lstm_backward(result: TreeResult, dh: Any, dc: Any = None) -> TreeGrads
     """Backward of tree_lstm_forward(..., training=True).
 
     dh, dc: (n_nodes, H) gradients on result.h and result.c, or None for zeros. Returns TreeGrads
-    (dx, dw_ih, dw_hh, db_ih, db_hh), each shaped as its input, biases None without bias.
+    (dx, dw_ih, dw_hh, db_ih, db_hh), each shaped as its input (dx as the forward's x: (n_nodes,
+    I), or (k, I) with input_nodes), biases None without bias.
     Of a GPU forward: dh, dc GPU arrays, and the gradients arrays of its kind, the weight and bias
     gradients in float32 (float64 for float64).
     """
@@ -315,12 +352,14 @@ class TreeLSTM:
             shapes.update(bias_ih=(4 * h,), bias_hh=bh)
         return shapes
 
-    def forward(self, x: Any, forest: Union[Forest, Any],
-                training: bool = True) -> Tuple[np.ndarray, np.ndarray]:
-        """x: (n_nodes, I); forest: a Forest or parents array. Returns h, c (n_nodes, H)."""
+    def forward(self, x: Any, forest: Union[Forest, Any], training: bool = True,
+                input_nodes: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+        """x: (n_nodes, I), or (k, I) for the k nodes of input_nodes (see tree_lstm_forward);
+        forest: a Forest or parents array. Returns h, c (n_nodes, H)."""
         p = self.params
         result = tree_lstm_forward(x, forest, p["weight_ih"], p["weight_hh"], p.get("bias_ih"),
-                                   p.get("bias_hh"), arity=self.arity, training=training)
+                                   p.get("bias_hh"), arity=self.arity, training=training,
+                                   input_nodes=input_nodes)
         self._result = result if training else None
         return result.h, result.c
 
@@ -328,7 +367,7 @@ class TreeLSTM:
 
     def backward(self, dh: Any, dc: Any = None) -> np.ndarray:
         """Gradients of the last training forward: dh, dc (n_nodes, H) or None. Adds the
-        parameter gradients into `grads` and returns dx (n_nodes, I)."""
+        parameter gradients into `grads` and returns dx, shaped as the forward's x."""
         if self._result is None:
             raise ValueError("backward needs a forward(..., training=True) first")
         g = tree_lstm_backward(self._result, dh, dc)
