@@ -12,6 +12,7 @@
 #include "../cells/tree_lstm.h"
 #include "blas.h"
 #include "isa.h"
+#include "panel.h"
 #include "threads.h"
 #include "tree.h"
 #include "units.h"
@@ -106,6 +107,95 @@ void gather_children(const Forest& f, long r0, long r1, long H, long arity, cons
   });
 }
 
+// ---- the levels' products ------------------------------------------------------------------
+// A level's product with U (forward: the children's h by U^T; backward: the gradients by U) has a
+// few dozen to a few thousand rows. A BLAS call repacks U on every call, and a level of a few
+// dozen nodes spends as long packing U as multiplying by it; so U is packed once per call, for
+// the panels of panel.h, and every level reads the packed copy.
+
+// B (K, n) in column blocks of up to kBlock vectors: block b holds B's columns b*cols .. on, its K
+// rows of `width(b)` values side by side (the last block as narrow as its columns allow, zeros
+// past n).
+template <typename T>
+struct PackedCols {
+  static constexpr int kBlock = 4;  // vectors per block: 4 x panel_rows<4>() accumulators
+  static constexpr long W = Vec<T>::width, cols = kBlock * W;
+  long K = 0, n = 0;
+  Buffer<T> data;
+  long blocks() const { return (n + cols - 1) / cols; }
+  long width(long b) const { return std::min(cols, (n - b * cols + W - 1) / W * W); }
+  const T* block(long b) const { return data.data() + b * K * cols; }
+};
+
+// Packs B[k][c] = at(k, c) for k < K, c < n; `by_column`: at reads along k for a fixed c (B a
+// row-major W transposed), else along c.
+template <typename T, typename At>
+PackedCols<T> pack_cols(long K, long n, bool by_column, At&& at) {
+  PackedCols<T> p;
+  p.K = K;
+  p.n = n;
+  p.data = Buffer<T>(p.blocks() * K * PackedCols<T>::cols, false);
+  parallel_for(p.blocks(), K * PackedCols<T>::cols, [&](long b0, long b1) {
+    for (long b = b0; b < b1; ++b) {
+      T* dst = p.data.data() + b * K * PackedCols<T>::cols;
+      const long c0 = b * PackedCols<T>::cols, w = p.width(b), nc = std::min(w, n - c0);
+      if (by_column) {
+        for (long c = 0; c < w; ++c)
+          for (long k = 0; k < K; ++k) dst[k * w + c] = c < nc ? at(k, c0 + c) : T(0);
+      } else {
+        for (long k = 0; k < K; ++k)
+          for (long c = 0; c < w; ++c) dst[k * w + c] = c < nc ? at(k, c0 + c) : T(0);
+      }
+    }
+  });
+  return p;
+}
+
+// Rows k0 .. k0 + K of a packed B, against K columns of A (m rows, row stride lda).
+template <typename T>
+struct PackedOperand {
+  const T* a;
+  long lda;
+  long k0, K;
+};
+
+// C (m, B.n) (row stride ldc) = first.a B[first rows] (+ second.a B[second rows]), the threads
+// taking B's column blocks.
+template <typename T>
+void packed_product(long m, const PackedCols<T>& b, const PackedOperand<T>& first,
+                    const PackedOperand<T>& second, T* c, long ldc) {
+  constexpr long W = PackedCols<T>::W;
+  const auto run_block = [&](auto vectors, long blk) {
+    constexpr int G = decltype(vectors)::value;
+    const long w = b.width(blk), c0 = blk * PackedCols<T>::cols, nc = std::min(w, b.n - c0);
+    const T* packed = b.block(blk);
+    const Operand<T> x{first.a, first.lda, packed + first.k0 * w, w, first.K};
+    const Operand<T> y{second.a, second.lda, packed + second.k0 * w, w, second.K};
+    for_each_panel<T, G, panel_rows<G>()>(m, x, y, [&](const auto& acc, long r0) {
+      for (int r = 0; r < acc.rows; ++r) {
+        T* row = c + (r0 + r) * ldc + c0;
+        for (int g = 0; g < G; ++g) store_n(row + g * W, acc.v[r][g], std::min(W, nc - g * W));
+      }
+    });
+  };
+  parallel_for(b.blocks(), m * (first.K + second.K) * PackedCols<T>::cols,
+               [&](long b0, long b1) {
+    for (long blk = b0; blk < b1; ++blk) {
+      switch (b.width(blk) / W) {
+        case 1: run_block(std::integral_constant<int, 1>{}, blk); break;
+        case 2: run_block(std::integral_constant<int, 2>{}, blk); break;
+        case 3: run_block(std::integral_constant<int, 3>{}, blk); break;
+        default: run_block(std::integral_constant<int, PackedCols<T>::kBlock>{}, blk); break;
+      }
+    }
+  });
+}
+
+template <typename T>
+void packed_product(long m, const PackedCols<T>& b, const PackedOperand<T>& first, T* c, long ldc) {
+  packed_product(m, b, first, PackedOperand<T>{first.a, first.lda, 0, 0}, c, ldc);
+}
+
 // ---- forward -------------------------------------------------------------------------------
 
 template <typename T>
@@ -113,8 +203,9 @@ void forward(const TreeForward<T>& a) {
   const Forest& f = *a.forest;
   const long n = f.n_nodes, H = a.hidden, I = a.input, N = a.arity, G = 4 * H;
   const long ld_x = std::max(1L, I);
-  const long in_width = N ? N * H : H;    // the level GEMM's input: h~ or [h_1; ...; h_N]
-  const long rec_width = N ? (3 + N) * H : 0;
+  const long in_width = N ? N * H : H;  // the level GEMM's input: h~ or [h_1; ...; h_N]
+  // The level GEMM's output by row: Child-Sum U_iuo h~ = [i; u; o]; N-ary [i; f_1..f_N; u; o].
+  const long rec_width = N ? (3 + N) * H : 3 * H, rec_u = N ? (1 + N) * H : H, rec_o = rec_u + H;
   const bool training = a.saved != nullptr;
   TreeSaved<T> local;
   TreeSaved<T>& s = training ? *a.saved : local;
@@ -125,109 +216,97 @@ void forward(const TreeForward<T>& a) {
     max_rows = std::max(max_rows, lv.rows());
     max_edges = std::max(max_edges, lv.edges());
   }
-  // Every value of these is written below before it is read.
-  s.gates = Buffer<T>(n * G, false);
+  // Every value of these is written below before it is read (gates: training only).
+  if (training) s.gates = Buffer<T>(n * G, false);
   s.c = Buffer<T>(n * H, false);
   s.h = Buffer<T>(n * H, false);
   s.forget = Buffer<T>((training ? f.n_edges() : max_edges) * H, false);  // inference: one level's
 
-  // gates (n, 4H) by row, i f u o: W_ih x + b_ih, and for Child-Sum + b_hh (its f block, like
-  // b_ih's, is shared by every child); the N-ary b_hh is per child, added with the level's GEMM.
-  {
-    std::vector<T> bias;
-    if (a.b_ih) {
-      bias.assign(a.b_ih, a.b_ih + G);
-      if (!N)
-        for (long j = 0; j < G; ++j) bias[j] += a.b_hh[j];
-    }
-    // The input nodes' rows of x: x itself when it holds only those, else gathered.
-    Buffer<T> x_rows;
-    const T* xr = a.x;
-    if (a.input_nodes) {
-      s.inputs.assign(a.input_nodes, a.input_nodes + a.n_inputs);
-    } else {
-      s.inputs = nodes_with_input(a.x, n, I);
+  // The x side: W_ih x of the k nodes with input, read by the levels' passes (the other nodes
+  // have none). Their rows of x: x itself when it holds only those or every node's, else gathered.
+  Buffer<T> x_rows;
+  const T* xr = a.x;
+  if (a.input_nodes) {
+    s.inputs.assign(a.input_nodes, a.input_nodes + a.n_inputs);
+  } else {
+    s.inputs = nodes_with_input(a.x, n, I);
+    if (long(s.inputs.size()) < n) {  // else inputs[j] == j
       x_rows = Buffer<T>(s.inputs.size() * ld_x, false);
       permute_rows(a.x, s.inputs.data(), x_rows.data(), nullptr, long(s.inputs.size()), I);
       xr = x_rows.data();
     }
-    const long k = long(s.inputs.size());
-    Buffer<T> projected(k * G, false);
-    parallel_gemm<T>(false, true, k, G, I, T(1), xr, ld_x, a.w_ih, ld_x, T(0), projected.data(), G);
-    // Every row of gates written once, by the threads: bias + its projection (if it has input).
-    std::vector<long> projected_row(n, -1);
-    for (long j = 0; j < k; ++j) projected_row[f.row_of[s.inputs[j]]] = j;
-    const T* b = bias.empty() ? nullptr : bias.data();
-    parallel_for(n, G, [&](long r0, long r1) {
-      for (long r = r0; r < r1; ++r) {
-        T* gates = s.gates.data() + r * G;
-        const long j = projected_row[r];
-        if (j < 0) {
-          fill_rows(gates, 1, G, G, b);
-          continue;
-        }
-        const T* p = projected.data() + j * G;
-        for_each_unit<T>(G, [&](auto unit, long c) {
-          using U = typename decltype(unit)::type;
-          unit.store(gates + c, unit.load(p + c) + (b ? unit.load(b + c) : U(0)));
-        });
-      }
-    });
   }
+  const long k = long(s.inputs.size());
+  Buffer<T> projected(k * G, false);
+  parallel_gemm<T>(false, true, k, G, I, T(1), xr, ld_x, a.w_ih, ld_x, T(0), projected.data(), G);
+  std::vector<long> projected_row(n, -1);  // row -> its row of `projected`, -1: no input
+  for (long j = 0; j < k; ++j) projected_row[f.row_of[s.inputs[j]]] = j;
+  // b_ih, and for Child-Sum + b_hh (its f block, like b_ih's, is shared by every child); the
+  // N-ary b_hh is per child, added with the level's product.
+  std::vector<T> bias;
+  if (a.b_ih) {
+    bias.assign(a.b_ih, a.b_ih + G);
+    if (!N)
+      for (long j = 0; j < G; ++j) bias[j] += a.b_hh[j];
+  }
+  const T* b = bias.empty() ? nullptr : bias.data();
+  const T* b_rec = N ? a.b_hh : nullptr;
+  // U^T packed for the levels' products: N-ary all of it; Child-Sum the rows of i, u and o side by
+  // side (one product over h~), and those of f apart (over each child's h).
+  const T* U = a.w_hh;
+  const PackedCols<T> u_rec = pack_cols<T>(in_width, rec_width, true, [&](long k, long c) {
+    return U[(N || c < H ? c : c + H) * in_width + k];
+  });
+  const PackedCols<T> u_f = pack_cols<T>(N ? 0 : H, N ? 0 : H, true,
+                                         [&](long k, long c) { return U[(H + c) * H + k]; });
 
   Buffer<T> h_in(max_rows * in_width, false), h_edge(N ? 0 : max_edges * H, false);
-  Buffer<T> rec(max_rows * rec_width, false);  // N-ary: U [h_1; ...; h_N] of the level
-  const T* b_rec = N ? a.b_hh : nullptr;  // N-ary: b_hh, added in the cell's pass (or none)
+  Buffer<T> rec(max_rows * rec_width, false);
   for (long l = 0; l < f.n_levels; ++l) {
     const Level lv = level_of(f, l);
     const long m = lv.rows(), ne = lv.edges();
-    T* gates = s.gates.data() + lv.r0 * G;
     T* forget = s.forget.data() + (training ? lv.e0 : 0) * H;  // the level's edges
     if (ne > 0) {
       gather_children(f, lv.r0, lv.r1, H, N, s.h.data(), h_in.data());
-      if (!N) {
-        // i, u, o += U h~; the edges' forget pre-activations U_f h_k.
-        parallel_gemm<T>(false, true, m, H, H, T(1), h_in.data(), H, a.w_hh, H, T(1), gates, G);
-        parallel_gemm<T>(false, true, m, 2 * H, H, T(1), h_in.data(), H, a.w_hh + 2 * H * H, H, T(1),
-                gates + 2 * H, G);
+      packed_product<T>(m, u_rec, {h_in.data(), in_width, 0, in_width}, rec.data(), rec_width);
+      if (!N) {  // the edges' forget pre-activations U_f h_k
         permute_rows(s.h.data(), f.child_rows.data() + lv.e0, h_edge.data(), nullptr, ne, H);
-        parallel_gemm<T>(false, true, ne, H, H, T(1), h_edge.data(), H, a.w_hh + H * H, H, T(0), forget, H);
-      } else {
-        parallel_gemm<T>(false, true, m, rec_width, in_width, T(1), h_in.data(), in_width, a.w_hh,
-                in_width, T(0), rec.data(), rec_width);
+        packed_product<T>(ne, u_f, {h_edge.data(), H, 0, H}, forget, H);
       }
     }
     parallel_for(m, node_cost(lv, H), [&](long b0, long b1) {
       for (long r = lv.r0 + b0; r < lv.r0 + b1; ++r) {
-        T* g = s.gates.data() + r * G;
         const long eb = f.child_offsets[r], n_kids = f.child_offsets[r + 1] - eb;
         const long* kids = f.child_rows.data() + eb;
         T* f_row = forget + (eb - lv.e0) * H;  // child k's forget gate at f_row + k*H
-        // N-ary: the level's product (none for a level without children) and b_hh.
-        const T* q = N && ne > 0 ? rec.data() + (r - lv.r0) * rec_width : nullptr;
+        const long pj = projected_row[r];
+        const T* p = pj >= 0 ? projected.data() + pj * G : nullptr;      // W_ih x, or none
+        const T* q = ne > 0 ? rec.data() + (r - lv.r0) * rec_width : nullptr;  // U h, or none
         // Child k's recurrent forget pre-activation, H apart for either kind (N-ary: + b_hh's).
         const T* f_rec = N ? q + H : f_row;
         const T* f_bias = b_rec ? b_rec + H : nullptr;
+        T* g = training ? s.gates.data() + r * G : nullptr;
         T* c = s.c.data() + r * H;
         T* h = s.h.data() + r * H;
         for_each_unit<T>(H, [&](auto unit, long j) {
           using U = typename decltype(unit)::type;
-          LstmGates<U> gv{unit.load(g + j), U(0), unit.load(g + 2 * H + j), unit.load(g + 3 * H + j)};
-          if (N) {
-            const auto rec_at = [&](long off) {
-              return (b_rec ? unit.load(b_rec + off) : U(0)) + (q ? unit.load(q + off) : U(0));
-            };
-            gv.i += rec_at(j);
-            gv.g += rec_at((1 + N) * H + j);
-            gv.o += rec_at((2 + N) * H + j);
-          }
-          const U xf = unit.load(g + H + j);
+          // Gate block `gate` of the x side (W_ih x + bias) plus the level's product at `off`.
+          const auto pre = [&](long gate, long off) {
+            U v = p ? unit.load(p + gate * H + j) : U(0);
+            if (b) v = v + unit.load(b + gate * H + j);
+            if (q) v = v + unit.load(q + off + j);
+            if (b_rec) v = v + unit.load(b_rec + off + j);
+            return v;
+          };
+          LstmGates<U> gv{pre(0, 0), U(0), pre(2, rec_u), pre(3, rec_o)};
+          U xf = p ? unit.load(p + H + j) : U(0);
+          if (b) xf = xf + unit.load(b + H + j);
           U c_new, h_new;
           tree_lstm_forward_unit(
               gv, n_kids,
               [&](long k) {
-                const U pre = xf + unit.load(f_rec + k * H + j);
-                return f_bias ? pre + unit.load(f_bias + k * H + j) : pre;
+                const U v = xf + unit.load(f_rec + k * H + j);
+                return f_bias ? v + unit.load(f_bias + k * H + j) : v;
               },
               [&](long k) { return unit.load(s.c.data() + kids[k] * H + j); },
               [&](long k, U fk) {
@@ -277,6 +356,15 @@ void backward(const TreeBackward<T>& g) {
     max_edges = std::max(max_edges, lv.edges());
   }
   Buffer<T> d_in(max_rows * in_width, false), d_edge(N ? 0 : max_edges * H, false);
+  // U packed for the levels' products: N-ary all of it; Child-Sum the rows of i, u and o (against
+  // the i and u, o columns of dgx), and those of f apart (against each edge's d f).
+  const T* U = a.w_hh;
+  const PackedCols<T> u_rec = pack_cols<T>(N ? gh_width : 3 * H, in_width, false,
+                                           [&](long k, long c) {
+    return U[(N || k < H ? k : k + H) * in_width + c];
+  });
+  const PackedCols<T> u_f = pack_cols<T>(N ? 0 : H, N ? 0 : H, false,
+                                         [&](long k, long c) { return U[(H + k) * H + c]; });
 
   for (long l = f.n_levels - 1; l >= 0; --l) {
     const Level lv = level_of(f, l);
@@ -324,15 +412,12 @@ void backward(const TreeBackward<T>& g) {
     if (ne == 0) continue;
     // d of the level's GEMM input, then onto each child's dh.
     if (!N) {
-      parallel_gemm<T>(false, false, m, H, H, T(1), dgx.data() + lv.r0 * G, G, a.w_hh, H, T(0),
-              d_in.data(), H);
-      parallel_gemm<T>(false, false, m, H, 2 * H, T(1), dgx.data() + lv.r0 * G + 2 * H, G,
-              a.w_hh + 2 * H * H, H, T(1), d_in.data(), H);
-      parallel_gemm<T>(false, false, ne, H, H, T(1), d_forget.data() + lv.e0 * H, H, a.w_hh + H * H, H,
-              T(0), d_edge.data(), H);
+      const T* dg = dgx.data() + lv.r0 * G;
+      packed_product<T>(m, u_rec, {dg, G, 0, H}, {dg + 2 * H, G, H, 2 * H}, d_in.data(), H);
+      packed_product<T>(ne, u_f, {d_forget.data() + lv.e0 * H, H, 0, H}, d_edge.data(), H);
     } else {
-      parallel_gemm<T>(false, false, m, in_width, gh_width, T(1), dgh.data() + lv.r0 * gh_width, gh_width,
-              a.w_hh, in_width, T(0), d_in.data(), in_width);
+      packed_product<T>(m, u_rec, {dgh.data() + lv.r0 * gh_width, gh_width, 0, gh_width},
+                        d_in.data(), in_width);
     }
     parallel_for(m, (ne / m + 1) * H * 2, [&](long b0, long b1) {
       for (long r = lv.r0 + b0; r < lv.r0 + b1; ++r) {
@@ -363,8 +448,7 @@ void backward(const TreeBackward<T>& g) {
             g.dw_hh + H * H, H);
     parallel_gemm<T>(true, false, 2 * H, H, inner, T(1), dgx_inner + 2 * H, G, h_in.data(), H, T(0),
             g.dw_hh + 2 * H * H, H);
-    // b_hh enters exactly where b_ih does.
-    if (g.db_hh) column_sums(dgx.data(), n, G, g.db_hh);
+    // b_hh enters exactly where b_ih does: db_hh is db_ih, summed once below.
   } else {
     parallel_gemm<T>(true, false, gh_width, in_width, inner, T(1), dgh.data() + r_inner * gh_width,
             gh_width, h_in.data(), in_width, T(0), g.dw_hh, in_width);
@@ -398,6 +482,7 @@ void backward(const TreeBackward<T>& g) {
     }
   }
   if (g.db_ih) column_sums(dgx.data(), n, G, g.db_ih);  // over rows: the order does not matter
+  if (g.db_hh && !N) std::memcpy(g.db_hh, g.db_ih, G * sizeof(T));
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ namespace fastrnn {
 // What backward needs from a training-mode forward, by row.
 template <typename T>
 struct TreeSaved {
-  Buffer<T> gates;   // (n, 4H) activated i, -, u, o (the f slot holds W_f x + b_f)
+  Buffer<T> gates;   // (n, 4H) activated i, -, u, o (the f slot unused)
   Buffer<T> forget;  // (edges, H) the forget gate of each edge (child)
   Buffer<T> c, h;    // (n, H)
   std::vector<long> inputs;  // the nodes with an input: TreeForward::input_nodes, or else those
