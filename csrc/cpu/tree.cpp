@@ -1,9 +1,10 @@
 // The level loop of the Tree-LSTM (see tree.h), compiled once per instruction set.
-// Forward: the input projection of all nodes in one GEMM; then level by level, leaves first, the
-// children's h gathered, the level's recurrent GEMM (Child-Sum: one more over the level's edges
-// for the per-child forget gates) and one fused pass of the cell over the level's nodes.
-// Backward: levels in reverse, the cell's backward, the GEMM taking the level's gradients to its
-// children and a scatter onto them; then the weight gradients and dx as GEMMs over all nodes.
+// Forward: the input projection of the nodes with input in one GEMM; then level by level, leaves
+// first, the children's h gathered, the level's product with U (packed once per call; Child-Sum:
+// one more over the level's edges for the per-child forget gates) and one fused pass of the cell
+// over the level's nodes, which adds the projection and the biases.
+// Backward: levels in reverse, the cell's backward, the product taking the level's gradients to
+// its children and a scatter onto them; then the weight gradients and dx as GEMMs over all nodes.
 // Each child has one parent, so the threads of a level never write the same child.
 #include <algorithm>
 #include <cstring>
