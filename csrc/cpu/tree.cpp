@@ -46,15 +46,6 @@ void add_into(T* dst, const T* src, long n) {
   });
 }
 
-// rows x cols matrix (leading dimension ld) set to `bias` in every row, or to zero.
-template <typename T>
-void fill_rows(T* dst, long rows, long cols, long ld, const T* bias) {
-  for (long r = 0; r < rows; ++r) {
-    if (bias) std::memcpy(dst + r * ld, bias, cols * sizeof(T));
-    else std::memset(dst + r * ld, 0, cols * sizeof(T));
-  }
-}
-
 // Column sums of a (rows, cols) matrix into out (cols,).
 template <typename T>
 void column_sums(const T* a, long rows, long cols, T* out) {
@@ -87,7 +78,7 @@ std::vector<long> nodes_with_input(const T* x, long n, long I) {
   return nodes;
 }
 
-// The children's h of rows r0 .. r1, as the level's recurrent GEMM reads it. Child-Sum (arity 0):
+// The children's h of rows r0 .. r1, as the level's product with U reads it. Child-Sum (arity 0):
 // out (rows, H) = sum_k h_k. N-ary: out (rows, N*H) = [h_1; ...; h_N], zeros where missing.
 template <typename T>
 void gather_children(const Forest& f, long r0, long r1, long H, long arity, const T* h, T* out) {
@@ -204,8 +195,8 @@ void forward(const TreeForward<T>& a) {
   const Forest& f = *a.forest;
   const long n = f.n_nodes, H = a.hidden, I = a.input, N = a.arity, G = 4 * H;
   const long ld_x = std::max(1L, I);
-  const long in_width = N ? N * H : H;  // the level GEMM's input: h~ or [h_1; ...; h_N]
-  // The level GEMM's output by row: Child-Sum U_iuo h~ = [i; u; o]; N-ary [i; f_1..f_N; u; o].
+  const long in_width = N ? N * H : H;  // the level product's input: h~ or [h_1; ...; h_N]
+  // The level product's output by row: Child-Sum U_iuo h~ = [i; u; o]; N-ary [i; f_1..f_N; u; o].
   const long rec_width = N ? (3 + N) * H : 3 * H, rec_u = N ? (1 + N) * H : H, rec_o = rec_u + H;
   const bool training = a.saved != nullptr;
   TreeSaved<T> local;
@@ -411,7 +402,7 @@ void backward(const TreeBackward<T>& g) {
       }
     });
     if (ne == 0) continue;
-    // d of the level's GEMM input, then onto each child's dh.
+    // d of the level product's input, then onto each child's dh.
     if (!N) {
       const T* dg = dgx.data() + lv.r0 * G;
       packed_product<T>(m, u_rec, {dg, G, 0, H}, {dg + 2 * H, G, H, 2 * H}, d_in.data(), H);
