@@ -119,10 +119,10 @@ struct PackedCols {
   const T* block(long b) const { return data.data() + b * K * cols; }
 };
 
-// Packs B[k][c] = at(k, c) for k < K, c < n; `by_column`: at reads along k for a fixed c (B a
-// row-major W transposed), else along c.
+// Packs B[k][c] = at(k, c) for k < K, c < n, each packed row of a block written whole (reading
+// along k instead, for a transposed W, measured no faster).
 template <typename T, typename At>
-PackedCols<T> pack_cols(long K, long n, bool by_column, At&& at) {
+PackedCols<T> pack_cols(long K, long n, At&& at) {
   PackedCols<T> p;
   p.K = K;
   p.n = n;
@@ -131,13 +131,8 @@ PackedCols<T> pack_cols(long K, long n, bool by_column, At&& at) {
     for (long b = b0; b < b1; ++b) {
       T* dst = p.data.data() + b * K * PackedCols<T>::cols;
       const long c0 = b * PackedCols<T>::cols, w = p.width(b), nc = std::min(w, n - c0);
-      if (by_column) {
-        for (long c = 0; c < w; ++c)
-          for (long k = 0; k < K; ++k) dst[k * w + c] = c < nc ? at(k, c0 + c) : T(0);
-      } else {
-        for (long k = 0; k < K; ++k)
-          for (long c = 0; c < w; ++c) dst[k * w + c] = c < nc ? at(k, c0 + c) : T(0);
-      }
+      for (long k = 0; k < K; ++k)
+        for (long c = 0; c < w; ++c) dst[k * w + c] = c < nc ? at(k, c0 + c) : T(0);
     }
   });
   return p;
@@ -246,10 +241,10 @@ void forward(const TreeForward<T>& a) {
   // U^T packed for the levels' products: N-ary all of it; Child-Sum the rows of i, u and o side by
   // side (one product over h~), and those of f apart (over each child's h).
   const T* U = a.w_hh;
-  const PackedCols<T> u_rec = pack_cols<T>(in_width, rec_width, true, [&](long k, long c) {
+  const PackedCols<T> u_rec = pack_cols<T>(in_width, rec_width, [&](long k, long c) {
     return U[(N || c < H ? c : c + H) * in_width + k];
   });
-  const PackedCols<T> u_f = pack_cols<T>(N ? 0 : H, N ? 0 : H, true,
+  const PackedCols<T> u_f = pack_cols<T>(N ? 0 : H, N ? 0 : H,
                                          [&](long k, long c) { return U[(H + c) * H + k]; });
 
   Buffer<T> h_in(max_rows * in_width, false), h_edge(N ? 0 : max_edges * H, false);
@@ -351,11 +346,11 @@ void backward(const TreeBackward<T>& g) {
   // U packed for the levels' products: N-ary all of it; Child-Sum the rows of i, u and o (against
   // the i and u, o columns of dgx), and those of f apart (against each edge's d f).
   const T* U = a.w_hh;
-  const PackedCols<T> u_rec = pack_cols<T>(N ? gh_width : 3 * H, in_width, false,
+  const PackedCols<T> u_rec = pack_cols<T>(N ? gh_width : 3 * H, in_width,
                                            [&](long k, long c) {
     return U[(N || k < H ? k : k + H) * in_width + c];
   });
-  const PackedCols<T> u_f = pack_cols<T>(N ? 0 : H, N ? 0 : H, false,
+  const PackedCols<T> u_f = pack_cols<T>(N ? 0 : H, N ? 0 : H,
                                          [&](long k, long c) { return U[(H + k) * H + c]; });
 
   for (long l = f.n_levels - 1; l >= 0; --l) {
@@ -448,31 +443,33 @@ void backward(const TreeBackward<T>& g) {
   }
 
   // The x side. The projection took the input nodes' rows of x only (the others are zero), so
-  // dW_ih needs only theirs; dx needs every row of x: all nodes', or the input nodes' alone.
+  // dW_ih needs only theirs; dx needs every row of x: all nodes' (in node order), or, with
+  // input_nodes, the input nodes' alone.
   const std::vector<long>& inputs = s.inputs;
   const long k = long(inputs.size());
-  if (a.input_nodes) {
-    std::vector<long> rows(k);
-    for (long j = 0; j < k; ++j) rows[j] = f.row_of[inputs[j]];
-    Buffer<T> dgx_rows(k * G, false);
-    permute_rows(dgx.data(), rows.data(), dgx_rows.data(), nullptr, k, G);
-    parallel_gemm<T>(false, false, k, I, G, T(1), dgx_rows.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
-    parallel_gemm<T>(true, false, G, I, k, T(1), dgx_rows.data(), G, a.x, ld_x, T(0), g.dw_ih, ld_x);
-  } else {
-    Buffer<T> dgx_nodes(n * G, false);
+  Buffer<T> dgx_nodes, dgx_rows, x_rows;
+  if (!a.input_nodes) {
+    dgx_nodes = Buffer<T>(n * G, false);
     permute_rows(dgx.data(), nullptr, dgx_nodes.data(), f.order.data(), n, G);
     parallel_gemm<T>(false, false, n, I, G, T(1), dgx_nodes.data(), G, a.w_ih, ld_x, T(0), g.dx, ld_x);
-    if (k == n) {
-      parallel_gemm<T>(true, false, G, I, n, T(1), dgx_nodes.data(), G, a.x, ld_x, T(0), g.dw_ih,
-                       ld_x);
-    } else {
-      Buffer<T> x_rows(k * ld_x, false), dgx_rows(k * G, false);
+  }
+  const T* dg_in = dgx_nodes.data();  // the input nodes' rows of dgx and of x, in input order
+  const T* x_in = a.x;
+  if (a.input_nodes || k < n) {  // else every node has input: inputs[j] == j
+    std::vector<long> rows(k);
+    for (long j = 0; j < k; ++j) rows[j] = f.row_of[inputs[j]];
+    dgx_rows = Buffer<T>(k * G, false);
+    permute_rows(dgx.data(), rows.data(), dgx_rows.data(), nullptr, k, G);
+    dg_in = dgx_rows.data();
+    if (!a.input_nodes) {
+      x_rows = Buffer<T>(k * ld_x, false);
       permute_rows(a.x, inputs.data(), x_rows.data(), nullptr, k, I);
-      permute_rows(dgx_nodes.data(), inputs.data(), dgx_rows.data(), nullptr, k, G);
-      parallel_gemm<T>(true, false, G, I, k, T(1), dgx_rows.data(), G, x_rows.data(), ld_x, T(0),
-                       g.dw_ih, ld_x);
+      x_in = x_rows.data();
     }
   }
+  if (a.input_nodes)
+    parallel_gemm<T>(false, false, k, I, G, T(1), dg_in, G, a.w_ih, ld_x, T(0), g.dx, ld_x);
+  parallel_gemm<T>(true, false, G, I, k, T(1), dg_in, G, x_in, ld_x, T(0), g.dw_ih, ld_x);
   if (g.db_ih) column_sums(dgx.data(), n, G, g.db_ih);  // over rows: the order does not matter
   if (g.db_hh && !N) std::memcpy(g.db_hh, g.db_ih, G * sizeof(T));
 }

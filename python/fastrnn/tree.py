@@ -189,8 +189,7 @@ def check_input_nodes(input_nodes: Any, n_nodes: int) -> Optional[np.ndarray]:
     if bad.size:
         raise ValueError(f"input_nodes[{bad[0]}] = {arr[bad[0]]} is not a node index in "
                          f"[0, {n_nodes})")
-    seen = np.zeros(n_nodes, np.int64)
-    np.add.at(seen, arr, 1)
+    seen = np.bincount(arr, minlength=n_nodes)
     if seen.max(initial=0) > 1:
         node = int(np.flatnonzero(seen > 1)[0])
         raise ValueError(f"input_nodes lists node {node} more than once")
