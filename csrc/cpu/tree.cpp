@@ -119,10 +119,10 @@ struct PackedCols {
   const T* block(long b) const { return data.data() + b * K * cols; }
 };
 
-// Packs B[k][c] = at(k, c) for k < K, c < n, each packed row of a block written whole (reading
-// along k instead, for a transposed W, measured no faster).
-template <typename T, typename At>
-PackedCols<T> pack_cols(long K, long n, At&& at) {
+// B packed by its rows: fill(dst, k, c0, nc) writes B[k][c0 .. c0 + nc) to dst; the rest of the
+// block's row is zeros.
+template <typename T, typename Fill>
+PackedCols<T> pack(long K, long n, Fill&& fill) {
   PackedCols<T> p;
   p.K = K;
   p.n = n;
@@ -131,11 +131,31 @@ PackedCols<T> pack_cols(long K, long n, At&& at) {
     for (long b = b0; b < b1; ++b) {
       T* dst = p.data.data() + b * K * PackedCols<T>::cols;
       const long c0 = b * PackedCols<T>::cols, w = p.width(b), nc = std::min(w, n - c0);
-      for (long k = 0; k < K; ++k)
-        for (long c = 0; c < w; ++c) dst[k * w + c] = c < nc ? at(k, c0 + c) : T(0);
+      for (long k = 0; k < K; ++k) {
+        fill(dst + k * w, k, c0, nc);
+        std::fill(dst + k * w + nc, dst + (k + 1) * w, T(0));
+      }
     }
   });
   return p;
+}
+
+// B from its rows: row(k) points at B[k][0 .. n).
+template <typename T, typename Row>
+PackedCols<T> pack_rows(long K, long n, Row&& row) {
+  return pack<T>(K, n, [&](T* dst, long k, long c0, long nc) {
+    std::memcpy(dst, row(k) + c0, nc * sizeof(T));
+  });
+}
+
+// B from its columns: column(c) points at B[0 .. K)[c] (a row of B^T). A packed row reads the
+// block's columns in step, their current lines staying in L1 (tiles of k, each column's run of k
+// read at once, measured slower in the forward).
+template <typename T, typename Column>
+PackedCols<T> pack_columns(long K, long n, Column&& column) {
+  return pack<T>(K, n, [&](T* dst, long k, long c0, long nc) {
+    for (long c = 0; c < nc; ++c) dst[c] = column(c0 + c)[k];
+  });
 }
 
 // Rows k0 .. k0 + K of a packed B, against K columns of A (m rows, row stride lda).
@@ -241,11 +261,10 @@ void forward(const TreeForward<T>& a) {
   // U^T packed for the levels' products: N-ary all of it; Child-Sum the rows of i, u and o side by
   // side (one product over h~), and those of f apart (over each child's h).
   const T* U = a.w_hh;
-  const PackedCols<T> u_rec = pack_cols<T>(in_width, rec_width, [&](long k, long c) {
-    return U[(N || c < H ? c : c + H) * in_width + k];
+  const PackedCols<T> u_rec = pack_columns<T>(in_width, rec_width, [&](long c) {
+    return U + (N || c < H ? c : c + H) * in_width;
   });
-  const PackedCols<T> u_f = pack_cols<T>(N ? 0 : H, N ? 0 : H,
-                                         [&](long k, long c) { return U[(H + c) * H + k]; });
+  const PackedCols<T> u_f = pack_columns<T>(N ? 0 : H, N ? 0 : H, [&](long c) { return U + (H + c) * H; });
 
   Buffer<T> h_in(max_rows * in_width, false), h_edge(N ? 0 : max_edges * H, false);
   Buffer<T> rec(max_rows * rec_width, false);
@@ -346,12 +365,10 @@ void backward(const TreeBackward<T>& g) {
   // U packed for the levels' products: N-ary all of it; Child-Sum the rows of i, u and o (against
   // the i and u, o columns of dgx), and those of f apart (against each edge's d f).
   const T* U = a.w_hh;
-  const PackedCols<T> u_rec = pack_cols<T>(N ? gh_width : 3 * H, in_width,
-                                           [&](long k, long c) {
-    return U[(N || k < H ? k : k + H) * in_width + c];
+  const PackedCols<T> u_rec = pack_rows<T>(N ? gh_width : 3 * H, in_width, [&](long k) {
+    return U + (N || k < H ? k : k + H) * in_width;
   });
-  const PackedCols<T> u_f = pack_cols<T>(N ? 0 : H, N ? 0 : H,
-                                         [&](long k, long c) { return U[(H + k) * H + c]; });
+  const PackedCols<T> u_f = pack_rows<T>(N ? 0 : H, N ? 0 : H, [&](long k) { return U + (H + k) * H; });
 
   for (long l = f.n_levels - 1; l >= 0; --l) {
     const Level lv = level_of(f, l);
