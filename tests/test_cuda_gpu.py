@@ -330,6 +330,14 @@ class HostDeviceLibrary:
     def stream(self, device):
         return 0
 
+    def scatter_rows(self, src, rows, n):
+        out = np.zeros((n,) + src.shape[1:], src.dtype)
+        out[rows] = src
+        return out.view(HostDeviceArray)
+
+    def gather_rows(self, a, rows):
+        return np.ascontiguousarray(a[rows]).view(HostDeviceArray)
+
 
 class HostStackModule:
     """fastrnn._cuda's stack_forward/stack_backward, same arguments, run by the CPU stack

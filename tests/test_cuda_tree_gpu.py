@@ -123,6 +123,56 @@ def test_tree_python_layer_passes_the_arrays_the_binding_expects(monkeypatch, tr
     np.testing.assert_array_equal(infer.h, got.h)
 
 
+@pytest.mark.parametrize("arity", [None, 2])
+def test_tree_python_layer_with_input_nodes_matches_the_cpu_path(monkeypatch, tree_shim, arity):
+    # input_nodes on the GPU path: x (k, I) spread into a zero (n_nodes, I) array on the device
+    # for the kernels, dx gathered back to (k, I); against the CPU path's input_nodes, through
+    # the CUDA driver's host build. The caller's x is left as it was.
+    lib = HostDeviceLibrary()
+    monkeypatch.setattr(cuda, "is_gpu_array", lambda v: isinstance(v, HostDeviceArray))
+    monkeypatch.setattr(cuda, "_library_of", lambda v: lib)
+    monkeypatch.setattr(cuda, "_require", lambda: HostTreeModule(lib, tree_shim))
+    rng = np.random.default_rng(9)
+    n, inp, hidden = 30, 3, 4
+    forest = fastrnn.Forest(random_forest(rng, n, arity=arity, root_prob=0.2))
+    nodes = rng.permutation(n)[:12]
+    x = rng.standard_normal((nodes.size, inp))
+    w = weights(rng, inp, hidden, arity, True)
+    dh = rng.standard_normal((n, hidden))
+    dev = lambda a: a.view(HostDeviceArray)  # noqa: E731
+    x_dev, x_before = dev(x.copy()), x.copy()
+    want = fastrnn.tree_lstm_forward(x, forest, *w, arity=arity, input_nodes=nodes)
+    got = fastrnn.tree_lstm_forward(x_dev, forest, *map(dev, w), arity=arity, input_nodes=nodes)
+    np.testing.assert_allclose(got.h, want.h, rtol=1e-10, atol=1e-12)
+    g_want = fastrnn.tree_lstm_backward(want, dh)
+    g = fastrnn.tree_lstm_backward(got, dev(dh))
+    assert isinstance(g.dx, HostDeviceArray) and g.dx.shape == (nodes.size, inp)
+    for name in ("dx", "dw_ih", "dw_hh", "db_ih", "db_hh"):
+        np.testing.assert_allclose(getattr(g, name), getattr(g_want, name), rtol=1e-10,
+                                   atol=1e-12, err_msg=name)
+    np.testing.assert_array_equal(x_dev, x_before)
+    with pytest.raises(ValueError, match=r"x must have shape \(len\(input_nodes\), I\) = \(12, I\)"):
+        fastrnn.tree_lstm_forward(dev(np.zeros((n, inp))), forest, *map(dev, w), arity=arity,
+                                  input_nodes=nodes)
+    with pytest.raises(ValueError, match="input_nodes lists node"):
+        fastrnn.tree_lstm_forward(dev(x[:2].copy()), forest, *map(dev, w), arity=arity,
+                                  input_nodes=[nodes[0], nodes[0]])
+
+
+def test_torch_adapter_spreads_and_gathers_rows():
+    # fastrnn.cuda's torch adapter: the same calls on CPU tensors as on CUDA ones.
+    lib = cuda._Torch()
+    src = torch.arange(6, dtype=torch.float32).reshape(3, 2)
+    rows = np.array([4, 0, 2])
+    full = lib.scatter_rows(src, rows, 5)
+    want = np.zeros((5, 2), np.float32)
+    want[rows] = src.numpy()
+    np.testing.assert_array_equal(full.numpy(), want)
+    back = lib.gather_rows(full, rows)
+    assert back.is_contiguous()
+    np.testing.assert_array_equal(back.numpy(), src.numpy())
+
+
 def test_tree_python_layer_checks_gpu_arguments(monkeypatch):
     lib = HostDeviceLibrary()
     monkeypatch.setattr(cuda, "is_gpu_array", lambda v: isinstance(v, HostDeviceArray))
@@ -261,3 +311,56 @@ def test_tree_cupy_arrays_come_back_as_cupy_arrays():
     assert isinstance(res.h, cupy.ndarray)
     g = fastrnn.tree_lstm_backward(res, cupy.ones_like(res.h))
     assert isinstance(g.dw_ih, cupy.ndarray)
+
+
+@needs_gpu
+@pytest.mark.parametrize("arity", KINDS, ids=lambda a: "child_sum" if a is None else f"N{a}")
+def test_tree_input_nodes_on_the_gpu_match_the_cpu_path(torch_gpu, arity):
+    # x (k, I) for the listed nodes: spread on the device, dx (k, I) gathered back; float64.
+    rng = np.random.default_rng(5)
+    n, inp, hidden = 120, 4, 8
+    parents = random_forest(rng, n, arity=arity, root_prob=0.1)
+    nodes = rng.permutation(n)[:50]
+    x = rng.standard_normal((nodes.size, inp))
+    w = weights(rng, inp, hidden, arity, True, scale=0.3)
+    dh = rng.standard_normal((n, hidden))
+    cpu = fastrnn.tree_lstm_forward(x, parents, *w, arity=arity, input_nodes=nodes)
+    x_dev = gpu(x, "float64")
+    x_before = x_dev.clone()
+    dev = fastrnn.tree_lstm_forward(x_dev, parents, *[gpu(a, "float64") for a in w],
+                                    arity=arity, input_nodes=nodes)
+    np.testing.assert_allclose(host(dev.h), cpu.h, rtol=1e-10, atol=1e-12)
+    g_cpu = fastrnn.tree_lstm_backward(cpu, dh)
+    g_dev = fastrnn.tree_lstm_backward(dev, gpu(dh, "float64"))
+    assert tuple(g_dev.dx.shape) == (nodes.size, inp)
+    for name in ("dx", "dw_ih", "dw_hh", "db_ih", "db_hh"):
+        np.testing.assert_allclose(host(getattr(g_dev, name)), getattr(g_cpu, name), rtol=1e-10,
+                                   atol=1e-12, err_msg=name)
+    assert torch.equal(x_dev, x_before)
+
+
+@needs_gpu
+@pytest.mark.parametrize("arity", KINDS, ids=lambda a: "child_sum" if a is None else f"N{a}")
+def test_torch_tree_module_on_cuda_matches_the_cpu_module(torch_gpu, arity):
+    # fastrnn.torch.TreeLSTM with CUDA parameters and inputs: outputs and every gradient as on
+    # the CPU, float64, with inputs on some nodes only.
+    import fastrnn.torch as frt
+
+    rng = np.random.default_rng(6)
+    n = 80
+    parents = random_forest(rng, n, arity=arity, root_prob=0.1)
+    nodes = torch.from_numpy(rng.permutation(n)[:30])
+    torch.manual_seed(0)
+    cpu_m = frt.TreeLSTM(5, 7, arity=arity, dtype=torch.float64)
+    gpu_m = frt.TreeLSTM(5, 7, arity=arity, dtype=torch.float64).cuda()
+    gpu_m.load_state_dict(cpu_m.state_dict())
+    x_cpu = torch.randn(30, 5, dtype=torch.float64, requires_grad=True)
+    x_gpu = x_cpu.detach().cuda().requires_grad_()
+    outs = []
+    for m, x in ((cpu_m, x_cpu), (gpu_m, x_gpu)):
+        h, c = m(x, parents, input_nodes=nodes)
+        (h.square().sum() + c.sum()).backward()
+        outs.append((h, c, x.grad, *(p.grad for p in m.parameters())))
+    assert outs[1][0].is_cuda
+    for i, (a, b) in enumerate(zip(*outs)):
+        np.testing.assert_allclose(host(b), host(a), rtol=1e-10, atol=1e-12, err_msg=str(i))

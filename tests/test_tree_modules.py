@@ -95,6 +95,12 @@ def test_torch_tree_lstm_passes_gradcheck_and_runs_without_grad():
     assert not h.requires_grad and torch.allclose(h, m(x, forest)[0])
     with pytest.raises(TypeError, match="dtype"):
         m(x.float(), forest)
+    with pytest.raises(ValueError, match="x must be a CPU or CUDA tensor, got one on device meta"):
+        m(x.to("meta"), forest)
+    with pytest.raises(ValueError, match="parameter weight_ih must be a CPU or CUDA tensor, got one on device meta"):
+        TreeLSTM(2, 3, dtype=torch.float64, device="meta")(x, forest)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got ndarray"):
+        m(x.detach().numpy(), forest)
 
 
 def _with_weight(m, w, x, forest):

@@ -19,7 +19,7 @@ import numpy as np
 from . import cuda
 from ._checks import check_shape
 from ._tree_results import TreeGrads, TreeResult
-from .tree import as_forest, check_arity, hh_shapes
+from .tree import as_forest, check_arity, check_input_nodes, check_x_rows, hh_shapes
 
 __all__ = ["tree_forward", "tree_backward"]
 
@@ -33,15 +33,18 @@ class GpuTreeContext:
     dtype: str
     n_nodes: int
     hidden: int
-    shapes: dict  # x, w_ih, w_hh, b_ih, b_hh -> shape (biases only with bias)
+    shapes: dict  # x (every node's row), w_ih, w_hh, b_ih, b_hh -> shape (biases only with bias)
     keep: list  # x and the weights: the device state points into them
     state: Any  # fastrnn._cuda.TreeState
+    input_nodes: Optional[np.ndarray]  # the nodes whose rows of dx the caller gets, or None
 
 
 def tree_forward(x: Any, forest: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, arity: Any,
-                 training: Any) -> TreeResult:
-    """fastrnn.tree_lstm_forward for GPU arrays: x (n_nodes, I), w_ih (4H, I), w_hh (4H, H) or
-    ((3+N)H, N*H), b_ih (4H,), b_hh (4H,) or ((3+N)H,) or both None; forest on the host."""
+                 training: Any, input_nodes: Any = None) -> TreeResult:
+    """fastrnn.tree_lstm_forward for GPU arrays: x (n_nodes, I), or (k, I) with input_nodes (k,)
+    on the host; w_ih (4H, I), w_hh (4H, H) or ((3+N)H, N*H), b_ih (4H,), b_hh (4H,) or
+    ((3+N)H,) or both None; forest on the host. With input_nodes, x's rows are spread into a zero
+    (n_nodes, I) array on the device, which the kernels read."""
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
     n_ary = check_arity(arity)
@@ -58,9 +61,8 @@ def tree_forward(x: Any, forest: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any
         a[name] = args.take(name, value)
     a["b_ih"], a["b_hh"] = args.take("b_ih", b_ih), args.take("b_hh", b_hh)
     n = forest.n_nodes
-    if a["x"].ndim != 2 or a["x"].shape[0] != n:
-        raise ValueError(f"x must have shape (n_nodes, I) = ({n}, I), one row per node of "
-                         f"the forest, got {tuple(a['x'].shape)}")
+    nodes = check_input_nodes(input_nodes, n)
+    check_x_rows(tuple(a["x"].shape), n, nodes)
     inp = a["x"].shape[1]
     w = a["w_ih"]
     if w.ndim != 2 or w.shape[0] % 4 or w.shape[0] == 0:
@@ -81,6 +83,8 @@ def tree_forward(x: Any, forest: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any
                          f"N = {n_ary} allows")
 
     lib, dev, dt = args.lib, args.device, args.dtype
+    if nodes is not None:
+        a["x"] = lib.scatter_rows(a["x"], nodes, n)
     a["h"] = lib.empty((n, hidden), dt, dev)
     a["c"] = lib.empty((n, hidden), dt, dev)
     ptrs = {k: lib.pointer(v) for k, v in a.items() if v is not None}
@@ -90,14 +94,15 @@ def tree_forward(x: Any, forest: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any
     if training:
         inputs = {k: a[k] for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh") if a[k] is not None}
         shapes = {k: tuple(v.shape) for k, v in inputs.items()}
-        ctx = GpuTreeContext(lib, dev, dt, n, hidden, shapes, list(inputs.values()), state)
+        ctx = GpuTreeContext(lib, dev, dt, n, hidden, shapes, list(inputs.values()), state, nodes)
     return TreeResult(h=a["h"], c=a["c"], training=bool(training), _ctx=ctx)
 
 
 def tree_backward(result: TreeResult, dh: Any, dc: Any = None) -> TreeGrads:
     """fastrnn.tree_lstm_backward of a GPU forward. dh, dc: (n_nodes, H) GPU arrays of the
     forward's dtype and device, or None. Returns TreeGrads of arrays of the forward's kind: dx of
-    its dtype, the weight and bias gradients in float32 (float64 for float64)."""
+    its dtype and x's shape (the input nodes' rows with input_nodes), the weight and bias
+    gradients in float32 (float64 for float64)."""
     ctx = result._ctx
     if not isinstance(ctx, GpuTreeContext):
         raise TypeError("result must be the TreeResult of tree_lstm_forward(..., training=True)")
@@ -117,4 +122,6 @@ def tree_backward(result: TreeResult, dh: Any, dc: Any = None) -> TreeGrads:
         out["d" + name] = lib.empty(ctx.shapes[name], arith, dev) if name in ctx.shapes else None
     ptrs.update({k: lib.pointer(v) for k, v in out.items() if v is not None})
     module.tree_backward(dt, ctx.state, ptrs, dev, lib.stream(dev))
+    if ctx.input_nodes is not None:
+        out["dx"] = lib.gather_rows(out["dx"], ctx.input_nodes)
     return TreeGrads(**out)

@@ -1,41 +1,37 @@
 """torch.nn.Module Tree-LSTM over fastrnn's kernels: autograd runs fastrnn's own backward.
-Imports torch; use it as fastrnn.torch.TreeLSTM. CPU tensors only for now."""
+Imports torch; use it as fastrnn.torch.TreeLSTM. CPU tensors run on the CPU kernels (as NumPy
+views of the same memory), CUDA tensors on the CUDA kernels, results on the current stream."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, Optional, Tuple, Union
 
-import numpy as np
 import torch
 from torch import nn
 
+from ._torch_common import _array, _check_device, _tensor
 from .tree import Forest, as_forest, check_arity, hh_shapes, tree_lstm_backward, tree_lstm_forward
 
 __all__ = ["TreeLSTM"]
-
-
-def _numpy(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
-    return None if t is None else t.detach().contiguous().numpy()
 
 
 class _TreeLSTMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b_ih, b_hh, forest, arity,  # type: ignore[override]
                 input_nodes):
-        result = tree_lstm_forward(_numpy(x), forest, _numpy(w_ih), _numpy(w_hh), _numpy(b_ih),
-                                   _numpy(b_hh), arity=arity, training=True,
+        result = tree_lstm_forward(_array(x), forest, _array(w_ih), _array(w_hh), _array(b_ih),
+                                   _array(b_hh), arity=arity, training=True,
                                    input_nodes=input_nodes)
         ctx.result = result
-        return torch.from_numpy(result.h), torch.from_numpy(result.c)
+        return _tensor(result.h), _tensor(result.c)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dh, dc):  # type: ignore[override]
-        g = tree_lstm_backward(ctx.result, _numpy(dh), _numpy(dc))
-        wrap = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
-        return (wrap(g.dx), wrap(g.dw_ih), wrap(g.dw_hh), wrap(g.db_ih), wrap(g.db_hh), None,
-                None, None)
+        g = tree_lstm_backward(ctx.result, _array(dh), _array(dc))
+        return (_tensor(g.dx), _tensor(g.dw_ih), _tensor(g.dw_hh), _tensor(g.db_ih),
+                _tensor(g.db_hh), None, None, None)
 
 
 class TreeLSTM(nn.Module):
@@ -73,9 +69,11 @@ class TreeLSTM(nn.Module):
     def forward(self, x: torch.Tensor, forest: Union[Forest, Any],
                 input_nodes: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """x (n_nodes, I), or (k, I) with input_nodes (k,); returns h, c (n_nodes, H)."""
-        if x.device.type != "cpu" or self.weight_ih.device.type != "cpu":
-            raise ValueError("fastrnn.torch.TreeLSTM runs on CPU tensors only, got x on "
-                             f"{x.device} and parameters on {self.weight_ih.device}")
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        _check_device("x", x, x.device)
+        for name, p in self.named_parameters():
+            _check_device(f"parameter {name}", p, x.device)
         if x.dtype != self.weight_ih.dtype:
             raise TypeError(f"x must have the parameters' dtype {self.weight_ih.dtype}, "
                             f"got {x.dtype}")
@@ -86,9 +84,9 @@ class TreeLSTM(nn.Module):
         if torch.is_grad_enabled() and (x.requires_grad or any(
                 p is not None and p.requires_grad for p in params)):
             return _TreeLSTMFunction.apply(x, *params, forest, self.arity, input_nodes)
-        r = tree_lstm_forward(_numpy(x), forest, *(_numpy(p) for p in params), arity=self.arity,
+        r = tree_lstm_forward(_array(x), forest, *(_array(p) for p in params), arity=self.arity,
                               training=False, input_nodes=input_nodes)
-        return torch.from_numpy(r.h), torch.from_numpy(r.c)
+        return _tensor(r.h), _tensor(r.c)
 
     def extra_repr(self) -> str:
         kind = "child-sum" if self.arity is None else f"arity={self.arity}"

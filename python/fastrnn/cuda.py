@@ -143,6 +143,14 @@ class _Torch:
     def stream(self, device: int) -> int:
         return self.torch.cuda.current_stream(device).cuda_stream
 
+    def scatter_rows(self, src: Any, rows: np.ndarray, n: int) -> Any:
+        out = self.torch.zeros((n,) + tuple(src.shape[1:]), dtype=src.dtype, device=src.device)
+        out[self.torch.as_tensor(rows, device=src.device)] = src
+        return out
+
+    def gather_rows(self, a: Any, rows: np.ndarray) -> Any:
+        return a[self.torch.as_tensor(rows, device=a.device)].contiguous()
+
 
 class _Cupy:
     """CuPy arrays."""
@@ -178,6 +186,16 @@ class _Cupy:
     def stream(self, device: int) -> int:
         with self.cupy.cuda.Device(device):
             return self.cupy.cuda.get_current_stream().ptr
+
+    def scatter_rows(self, src: Any, rows: np.ndarray, n: int) -> Any:
+        with self.cupy.cuda.Device(src.device.id):
+            out = self.cupy.zeros((n,) + tuple(src.shape[1:]), dtype=src.dtype)
+            out[self.cupy.asarray(rows)] = src
+            return out
+
+    def gather_rows(self, a: Any, rows: np.ndarray) -> Any:
+        with self.cupy.cuda.Device(a.device.id):
+            return self.cupy.ascontiguousarray(a[self.cupy.asarray(rows)])
 
 
 def _library_of(value: Any) -> Any:

@@ -29,33 +29,13 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import layers
+from ._torch_common import _array, _check_device, _tensor
 from ._torch_tree import TreeLSTM
 
 __all__ = ["RNN", "LSTM", "GRU", "TreeLSTM"]
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 _DTYPES = (torch.float32, torch.float64)
-
-
-def _array(t: Optional[Tensor]) -> Any:
-    """What the stack takes for a tensor, without a copy: a NumPy view of a CPU tensor's memory,
-    a CUDA tensor as it is (fastrnn.layers runs those on the GPU), or None."""
-    if t is None:
-        return None
-    t = t.detach()
-    return t if t.is_cuda else t.resolve_neg().resolve_conj().numpy()
-
-
-def _tensor(a: Any) -> Optional[Tensor]:
-    """A tensor over what the stack returned, without a copy: CUDA results are tensors already,
-    NumPy arrays are wrapped. Results the stack keeps for backward are flagged read-only for
-    NumPy; torch sees a plain tensor, and autograd's version check (the Function saves its
-    outputs) stops a caller who changes one before backward."""
-    if a is None or isinstance(a, Tensor):
-        return a
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(a)
 
 
 class _StackFunction(torch.autograd.Function):
@@ -95,22 +75,6 @@ class _StackFunction(torch.autograd.Function):
         weight_grads = [_tensor(g.grads[name]) for name in ctx.spec["names"]]
         return (None, _tensor(g.dx), _tensor(g.dh0) if has_h0 else None,
                 _tensor(g.dc0) if has_c0 else None, *weight_grads)
-
-
-def _check_device(name: str, t: Tensor, device: torch.device) -> None:
-    """CPU tensors run on fastrnn's CPU kernels, CUDA tensors on its CUDA kernels; all on one."""
-    if t.device.type not in ("cpu", "cuda"):
-        raise ValueError(f"{name} must be a CPU or CUDA tensor, got one on device {t.device}")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device} but input is on {device}: move the module "
-                         "and its inputs to one device")
-    if t.is_cuda:
-        from . import cuda
-
-        if not cuda.is_available():
-            raise ValueError(f"{name} is a CUDA tensor, but fastrnn's CUDA kernels cannot run: "
-                             f"{cuda.unavailable_reason()}. Move the module and the inputs to "
-                             "the CPU, or use torch.nn's module on the GPU")
 
 
 class _RNNBase(torch.nn.Module):

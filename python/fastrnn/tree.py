@@ -196,6 +196,18 @@ def check_input_nodes(input_nodes: Any, n_nodes: int) -> Optional[np.ndarray]:
     return arr
 
 
+def check_x_rows(shape: tuple, n_nodes: int, input_nodes: Optional[np.ndarray]) -> None:
+    """x's shape: (n_nodes, I), or (k, I) for the k nodes of input_nodes."""
+    if input_nodes is not None:
+        k = input_nodes.shape[0]
+        if len(shape) != 2 or shape[0] != k:
+            raise ValueError(f"x must have shape (len(input_nodes), I) = ({k}, I), one row "
+                             f"per input node, got {tuple(shape)}")
+    elif len(shape) != 2 or shape[0] != n_nodes:
+        raise ValueError(f"x must have shape (n_nodes, I) = ({n_nodes}, I), one row per node of "
+                         f"the forest, got {tuple(shape)}")
+
+
 class TreeArgs:
     """Checked, contiguous arguments of one Tree-LSTM call (what backward needs again)."""
 
@@ -210,15 +222,7 @@ class TreeArgs:
         opt = {name: None if v is None else as_float_array(name, v)
                for name, v in (("b_ih", b_ih), ("b_hh", b_hh))}
         common_dtype({"x": x, "w_ih": w_ih, "w_hh": w_hh, **opt})
-        n = self.forest.n_nodes
-        if self.input_nodes is not None:
-            k = self.input_nodes.shape[0]
-            if x.ndim != 2 or x.shape[0] != k:
-                raise ValueError(f"x must have shape (len(input_nodes), I) = ({k}, I), one row "
-                                 f"per input node, got {tuple(x.shape)}")
-        elif x.ndim != 2 or x.shape[0] != n:
-            raise ValueError(f"x must have shape (n_nodes, I) = ({n}, I), one row per node of "
-                             f"the forest, got {tuple(x.shape)}")
+        check_x_rows(x.shape, self.forest.n_nodes, self.input_nodes)
         inp = x.shape[1]
         if w_ih.ndim != 2 or w_ih.shape[0] % 4 or w_ih.shape[0] == 0:
             raise ValueError(f"w_ih must have shape (4*H, I) with H >= 1, got {tuple(w_ih.shape)}")
@@ -258,8 +262,9 @@ def tree_lstm_forward(x: Any, forest: Union[Forest, Any], w_ih: Any, w_hh: Any, 
 
     input_nodes: (k,) distinct node indices, for inputs on some nodes only (the words of a
     constituency tree's leaves): then x is (k, I), row j the input of node input_nodes[j], every
-    other node has none (as a zero row), and backward's dx is (k, I): no work is spent on the
-    rows without input. CPU arrays only.
+    other node has none (as a zero row), and backward's dx is (k, I): on the CPU no work is spent
+    on the rows without input; on the GPU x is spread into a zero (n_nodes, I) array on the
+    device, and dx gathered back.
 
     GPU arrays (x and the weights; torch CUDA tensors, CuPy arrays, anything with
     ``__cuda_array_interface__`` or a CUDA ``__dlpack__``) run on the GPU (fastrnn.cuda), with the
@@ -267,12 +272,9 @@ def tree_lstm_forward(x: Any, forest: Union[Forest, Any], w_ih: Any, w_hh: Any, 
     bfloat16 are accepted there too.
     """
     if _gpu.is_gpu_array(x):
-        if input_nodes is not None:
-            raise ValueError("input_nodes is for CPU arrays; on the GPU pass x with one row per "
-                             "node (zeros where a node has no input)")
         from ._cuda_tree import tree_forward as gpu_forward
 
-        return gpu_forward(x, forest, w_ih, w_hh, b_ih, b_hh, arity, training)
+        return gpu_forward(x, forest, w_ih, w_hh, b_ih, b_hh, arity, training, input_nodes)
     args = TreeArgs(x, forest, w_ih, w_hh, b_ih, b_hh, arity, input_nodes)
     h, c, saved = _C.tree_forward(*args.kernel_args(), bool(training))
     return TreeResult(h=h, c=c, training=bool(training),
