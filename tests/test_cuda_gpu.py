@@ -339,6 +339,16 @@ class HostDeviceLibrary:
         return np.ascontiguousarray(a[rows]).view(HostDeviceArray)
 
 
+def use_host_device(monkeypatch, module=lambda lib: None):
+    """fastrnn.cuda made to take HostDeviceArrays for GPU arrays, through a HostDeviceLibrary
+    (returned), with module(lib) standing for the compiled fastrnn._cuda."""
+    lib = HostDeviceLibrary()
+    monkeypatch.setattr(cuda, "is_gpu_array", lambda v: isinstance(v, HostDeviceArray))
+    monkeypatch.setattr(cuda, "_library_of", lambda v: lib)
+    monkeypatch.setattr(cuda, "_require", lambda: module(lib))
+    return lib
+
+
 class HostStackModule:
     """fastrnn._cuda's stack_forward/stack_backward, same arguments, run by the CPU stack
     (fastrnn._C) on the arrays behind the pointers."""
@@ -383,10 +393,7 @@ def test_stack_python_layer_passes_the_arrays_the_binding_expects(monkeypatch, c
     # The GPU path's Python side (fastrnn._cuda_stack) against the CPU path, with the compiled
     # module's stack calls replaced by the CPU stack working on the arrays behind the pointers:
     # every pointer, size, option and output reaches its place.
-    lib = HostDeviceLibrary()
-    monkeypatch.setattr(cuda, "is_gpu_array", lambda v: isinstance(v, HostDeviceArray))
-    monkeypatch.setattr(cuda, "_library_of", lambda v: lib)
-    monkeypatch.setattr(cuda, "_require", lambda: HostStackModule(lib))
+    use_host_device(monkeypatch, HostStackModule)
     rng = np.random.default_rng(11)
     layers, d, hidden = 2, 2 if bidirectional else 1, 5
     w = stack_weights(cell, 3, hidden, layers, bidirectional, proj, rng, bias=bias)

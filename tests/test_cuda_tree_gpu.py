@@ -13,8 +13,8 @@ import torch
 import fastrnn
 from fastrnn import cuda, reference
 from _tree_util import random_forest, weights
-from test_cuda_gpu import (REASON, TOL, FakeGpuArray, HostDeviceArray, HostDeviceLibrary, gpu,
-                           host, needs_gpu, rounded, torch_gpu)  # noqa: F401 (fixture)
+from test_cuda_gpu import (REASON, TOL, FakeGpuArray, HostDeviceArray, gpu, host, needs_gpu,
+                           rounded, torch_gpu, use_host_device)  # noqa: F401 (fixture)
 from test_cuda_host import build_shim
 
 KINDS = [None, 2]
@@ -93,10 +93,7 @@ def test_tree_python_layer_passes_the_arrays_the_binding_expects(monkeypatch, tr
     # The GPU path's Python side (fastrnn._cuda_tree) against the CPU path, with the compiled
     # module's tree calls replaced by the CUDA driver's host build on the arrays behind the
     # pointers: every pointer, size, schedule array and output reaches its place.
-    lib = HostDeviceLibrary()
-    monkeypatch.setattr(cuda, "is_gpu_array", lambda v: isinstance(v, HostDeviceArray))
-    monkeypatch.setattr(cuda, "_library_of", lambda v: lib)
-    monkeypatch.setattr(cuda, "_require", lambda: HostTreeModule(lib, tree_shim))
+    use_host_device(monkeypatch, lambda lib: HostTreeModule(lib, tree_shim))
     rng = np.random.default_rng(8)
     n, inp, hidden = 25, 3, 4
     forest = fastrnn.Forest(random_forest(rng, n, arity=arity, root_prob=0.2))
@@ -128,10 +125,7 @@ def test_tree_python_layer_with_input_nodes_matches_the_cpu_path(monkeypatch, tr
     # input_nodes on the GPU path: x (k, I) spread into a zero (n_nodes, I) array on the device
     # for the kernels, dx gathered back to (k, I); against the CPU path's input_nodes, through
     # the CUDA driver's host build. The caller's x is left as it was.
-    lib = HostDeviceLibrary()
-    monkeypatch.setattr(cuda, "is_gpu_array", lambda v: isinstance(v, HostDeviceArray))
-    monkeypatch.setattr(cuda, "_library_of", lambda v: lib)
-    monkeypatch.setattr(cuda, "_require", lambda: HostTreeModule(lib, tree_shim))
+    use_host_device(monkeypatch, lambda lib: HostTreeModule(lib, tree_shim))
     rng = np.random.default_rng(9)
     n, inp, hidden = 30, 3, 4
     forest = fastrnn.Forest(random_forest(rng, n, arity=arity, root_prob=0.2))
@@ -174,10 +168,7 @@ def test_torch_adapter_spreads_and_gathers_rows():
 
 
 def test_tree_python_layer_checks_gpu_arguments(monkeypatch):
-    lib = HostDeviceLibrary()
-    monkeypatch.setattr(cuda, "is_gpu_array", lambda v: isinstance(v, HostDeviceArray))
-    monkeypatch.setattr(cuda, "_library_of", lambda v: lib)
-    monkeypatch.setattr(cuda, "_require", lambda: None)
+    use_host_device(monkeypatch)
     dev = lambda a: a.view(HostDeviceArray)  # noqa: E731
     x = dev(np.zeros((3, 2)))
     w_ih, w_hh = dev(np.zeros((8, 2))), dev(np.zeros((8, 2)))
