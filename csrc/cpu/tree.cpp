@@ -46,11 +46,11 @@ void add_into(T* dst, const T* src, long n) {
   });
 }
 
-// Column sums of a (rows, cols) matrix into out (cols,).
+// Column sums of a (rows, cols) matrix (row stride lda) into out (cols,).
 template <typename T>
-void column_sums(const T* a, long rows, long cols, T* out) {
+void column_sums(const T* a, long rows, long cols, long lda, T* out) {
   std::fill(out, out + cols, T(0));
-  for (long r = 0; r < rows; ++r) add_into(out, a + r * cols, cols);
+  for (long r = 0; r < rows; ++r) add_into(out, a + r * lda, cols);
 }
 
 // dst[to[r]] = src[from[r]] for r < rows, `width` values a row (a null index is the identity).
@@ -345,15 +345,18 @@ void backward(const TreeBackward<T>& g) {
   const long ld_x = std::max(1L, I);
   const long in_width = N ? N * H : H;
   const long gh_width = N ? (3 + N) * H : 0;
+  // Only rows above the leaves (level 0) have children.
+  const long r_inner = f.n_levels > 1 ? f.level_offsets[1] : n, inner = n - r_inner;
 
   // The running d h and d c of every row: the caller's, plus what each parent sends down.
   Buffer<T> dh(n * H, !g.dh), dc(n * H, !g.dc);
   if (g.dh) permute_rows(g.dh, f.order.data(), dh.data(), nullptr, n, H);
   if (g.dc) permute_rows(g.dc, f.order.data(), dc.data(), nullptr, n, H);
   // Every row of these is written by the level loop before it is read.
-  Buffer<T> dgx(n * G, false);                // d pre, x side: i, sum_k f_k, u, o
-  Buffer<T> d_forget(N ? 0 : E * H, false);   // Child-Sum: d pre of each edge's forget gate
-  Buffer<T> dgh(n * gh_width, false);         // N-ary: d pre, h side: i, f_1 .. f_N, u, o
+  Buffer<T> dgx(n * G, false);                 // d pre, x side: i, sum_k f_k, u, o
+  Buffer<T> d_forget(N ? 0 : E * H, false);    // Child-Sum: d pre of each edge's forget gate
+  Buffer<T> dgh(N ? inner * gh_width : 0, false);  // N-ary, rows from r_inner: d pre, h side:
+                                                   // i, f_1 .. f_N, u, o
 
   long max_rows = 0, max_edges = 0;
   for (long l = 0; l < f.n_levels; ++l) {
@@ -380,9 +383,10 @@ void backward(const TreeBackward<T>& g) {
         const long* kids = f.child_rows.data() + eb;
         const T* forget = s.forget.data() + eb * H;
         T* dx_side = dgx.data() + r * G;
-        T* dh_side = N ? dgh.data() + r * gh_width : nullptr;
-        T* d_f = N ? dh_side + H : d_forget.data() + eb * H;  // child k's at d_f + k*H
-        if (N) std::memset(d_f + n_kids * H, 0, (N - n_kids) * H * sizeof(T));
+        // N-ary: the h side of a leaf would multiply no child's h, and is not kept.
+        T* dh_side = N && n_kids ? dgh.data() + (r - r_inner) * gh_width : nullptr;
+        T* d_f = dh_side ? dh_side + H : d_forget.data() + eb * H;  // child k's at d_f + k*H
+        if (dh_side) std::memset(d_f + n_kids * H, 0, (N - n_kids) * H * sizeof(T));
         for_each_unit<T>(H, [&](auto unit, long j) {
           using U = typename decltype(unit)::type;
           const LstmGates<U> act{unit.load(gates + j), U(0), unit.load(gates + 2 * H + j),
@@ -405,7 +409,7 @@ void backward(const TreeBackward<T>& g) {
           unit.store(dx_side + H + j, d_f_sum);  // f's x side is shared by all children
           unit.store(dx_side + 2 * H + j, dpre.g);
           unit.store(dx_side + 3 * H + j, dpre.o);
-          if (N) {
+          if (dh_side) {
             unit.store(dh_side + j, dpre.i);
             unit.store(dh_side + (1 + N) * H + j, dpre.g);
             unit.store(dh_side + (2 + N) * H + j, dpre.o);
@@ -420,7 +424,7 @@ void backward(const TreeBackward<T>& g) {
       packed_product<T>(m, u_rec, {dg, G, 0, H}, {dg + 2 * H, G, H, 2 * H}, d_in.data(), H);
       packed_product<T>(ne, u_f, {d_forget.data() + lv.e0 * H, H, 0, H}, d_edge.data(), H);
     } else {
-      packed_product<T>(m, u_rec, {dgh.data() + lv.r0 * gh_width, gh_width, 0, gh_width},
+      packed_product<T>(m, u_rec, {dgh.data() + (lv.r0 - r_inner) * gh_width, gh_width, 0, gh_width},
                         d_in.data(), in_width);
     }
     parallel_for(m, (ne / m + 1) * H * 2, [&](long b0, long b1) {
@@ -439,8 +443,7 @@ void backward(const TreeBackward<T>& g) {
     });
   }
 
-  // Weight gradients. Only rows above the leaves (level 0) have children.
-  const long r_inner = f.n_levels > 1 ? f.level_offsets[1] : n, inner = n - r_inner;
+  // Weight gradients.
   Buffer<T> h_in(inner * in_width, false);
   gather_children(f, r_inner, n, H, N, s.h.data(), h_in.data());
   if (!N) {
@@ -454,9 +457,8 @@ void backward(const TreeBackward<T>& g) {
             g.dw_hh + 2 * H * H, H);
     // b_hh enters exactly where b_ih does: db_hh is db_ih, summed once below.
   } else {
-    parallel_gemm<T>(true, false, gh_width, in_width, inner, T(1), dgh.data() + r_inner * gh_width,
-            gh_width, h_in.data(), in_width, T(0), g.dw_hh, in_width);
-    if (g.db_hh) column_sums(dgh.data(), n, gh_width, g.db_hh);
+    parallel_gemm<T>(true, false, gh_width, in_width, inner, T(1), dgh.data(), gh_width,
+                     h_in.data(), in_width, T(0), g.dw_hh, in_width);
   }
 
   // The x side. The projection took the input nodes' rows of x only (the others are zero), so
@@ -487,8 +489,18 @@ void backward(const TreeBackward<T>& g) {
   if (a.input_nodes)
     parallel_gemm<T>(false, false, k, I, G, T(1), dg_in, G, a.w_ih, ld_x, T(0), g.dx, ld_x);
   parallel_gemm<T>(true, false, G, I, k, T(1), dg_in, G, x_in, ld_x, T(0), g.dw_ih, ld_x);
-  if (g.db_ih) column_sums(dgx.data(), n, G, g.db_ih);  // over rows: the order does not matter
-  if (g.db_hh && !N) std::memcpy(g.db_hh, g.db_ih, G * sizeof(T));
+  // The biases, summed over rows (the order does not matter). b_hh enters where b_ih does, but
+  // for N-ary b_hh's f_k, which each child has its own of: summed over the rows with children.
+  if (!g.db_ih) return;
+  column_sums(dgx.data(), n, G, G, g.db_ih);
+  if (!g.db_hh) return;
+  if (!N) {
+    std::memcpy(g.db_hh, g.db_ih, G * sizeof(T));
+    return;
+  }
+  std::memcpy(g.db_hh, g.db_ih, H * sizeof(T));                         // i
+  column_sums(dgh.data() + H, inner, N * H, gh_width, g.db_hh + H);     // f_1 .. f_N
+  std::memcpy(g.db_hh + (1 + N) * H, g.db_ih + 2 * H, 2 * H * sizeof(T));  // u, o
 }
 
 }  // namespace
