@@ -73,18 +73,16 @@ struct Vec {
   FASTRNN_HD friend Vec fr_relu_grad(Vec h, Vec dh) { return from(h.v > T(0) ? dh.v : raw{}); }
 
   // exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln2 / 2; Taylor polynomial for exp(r).
+  // t = x / ln2 + 1.5 * 2^mantissa + bias holds n + bias in its low bits: shifted into the
+  // exponent field, they are 2^n. x is clamped so that n + bias stays a normal exponent.
   FASTRNN_HD static raw vexp(raw x) {
     constexpr bool f32 = sizeof(T) == 4;
-    const T hi = f32 ? T(88.3) : T(708.0);
-    const T lo = f32 ? T(-87.0) : T(-708.0);
-    x = x > hi ? raw{} + hi : x;  // comparisons are false for NaN: NaN passes through
-    x = x < lo ? raw{} + lo : x;
-    const T log2e = T(1.4426950408889634);
-    const T ln2_hi = f32 ? T(0.693359375) : T(0.6931471803691238);
-    const T ln2_lo = f32 ? T(-2.12194440e-4) : T(1.9082149292705877e-10);
-    const T round_magic = f32 ? T(12582912.0) : T(6755399441055744.0);  // 1.5 * 2^mantissa
-    raw n = (x * log2e + round_magic) - round_magic;
-    raw r = x - n * ln2_hi - n * ln2_lo;
+    const raw hi = raw{} + (f32 ? T(88.3) : T(708.0));
+    const raw lo = raw{} + (f32 ? T(-87.0) : T(-708.0));
+    x = hi < x ? hi : x;  // comparisons are false for NaN: NaN passes through
+    x = lo > x ? lo : x;
+    raw r, scale;
+    reduce(x, r, scale);
     // 1/k! for k = 13 .. 0; float32 needs terms up to r^7.
     static constexpr T coef[14] = {
         T(1.0 / 6227020800.0), T(1.0 / 479001600.0), T(1.0 / 39916800.0), T(1.0 / 3628800.0),
@@ -94,38 +92,55 @@ struct Vec {
     constexpr int first = f32 ? 6 : 0;
     raw p = raw{} + coef[first];
     for (int k = first + 1; k < 14; ++k) p = p * r + coef[k];
-    constexpr int mant = f32 ? 23 : 52;
-    constexpr int_t bias = f32 ? 127 : 1023;
-    iraw e = (__builtin_convertvector(n, iraw) + bias) << mant;
-    raw scale;
-    std::memcpy(&scale, &e, sizeof(raw));
     return p * scale;
   }
 
-  // tanh: an odd Taylor series near 0 (no cancellation), 1 - 2/(exp(2|x|) + 1) elsewhere.
-  FASTRNN_HD static raw vtanh(raw x) {
-    raw ax = x < T(0) ? -x : x;
-    raw big = T(1) - T(2) / (vexp(ax + ax) + T(1));
-    raw x2 = x * x;
-    raw small = x + x * x2 * tanh_series(x2);
-    return ax < T(0.3) ? small : (x < T(0) ? -big : big);  // NaN: big is NaN
+  // x = n ln2 + r, |r| <= ln2 / 2, and scale = 2^n, for x within vexp's clamp.
+  FASTRNN_HD static void reduce(raw x, raw& r, raw& scale) {
+    constexpr bool f32 = sizeof(T) == 4;
+    const T log2e = T(1.4426950408889634);
+    const T ln2_hi = f32 ? T(0.693359375) : T(0.6931471803691238);
+    const T ln2_lo = f32 ? T(-2.12194440e-4) : T(1.9082149292705877e-10);
+    const T shift = f32 ? T(12582912.0 + 127) : T(6755399441055744.0 + 1023);
+    const raw t = x * log2e + shift;
+    const raw n = t - shift;
+    r = x - n * ln2_hi - n * ln2_lo;
+    iraw e;
+    std::memcpy(&e, &t, sizeof(raw));
+    e = e << (f32 ? 23 : 52);
+    std::memcpy(&scale, &e, sizeof(raw));
   }
 
-  // tanh x = x + x^3 * tanh_series(x^2), from the coefficients of x^3, x^5, ..., x^25 (Bernoulli
-  // numbers). For |x| < 0.3 each term is < 0.04 of the last: 6 terms reach float32 precision,
-  // 12 reach float64's.
-  FASTRNN_HD static raw tanh_series(raw x2) {
+  // tanh|x| = -m / (m + 2) with m = expm1(-2|x|) in (-1, 0]: expm1 keeps its relative accuracy
+  // near 0, so no series is needed there. expm1(y) = 2^n expm1(r) + (2^n - 1).
+  FASTRNN_HD static raw vtanh(raw x) {
     constexpr bool f32 = sizeof(T) == 4;
-    static constexpr T c[12] = {T(-0.3333333333333333),   T(0.13333333333333333),
-                                T(-0.05396825396825397),  T(0.021869488536155203),
-                                T(-0.008863235529902197), T(0.003592128036572481),
-                                T(-0.0014558343870513183), T(0.000590027440945586),
-                                T(-0.00023912911424355248), T(9.691537956929451e-05),
-                                T(-3.927832388331683e-05), T(1.5918905069328964e-05)};
-    constexpr int terms = f32 ? 6 : 12;
-    raw p = raw{} + c[terms - 1];
-    for (int k = terms - 2; k >= 0; --k) p = p * x2 + c[k];
-    return p;
+    const raw lo = raw{} + (f32 ? T(-87.0) : T(-708.0));
+    raw y = (x < T(0) ? x : -x) * T(2);  // -2|x|; NaN stays NaN
+    y = lo > y ? lo : y;
+    raw r, scale;
+    reduce(y, r, scale);
+    // expm1(r) = r + r^2 (1/2! + r/3! + ...): float32 to r^7, float64 to r^14.
+    static constexpr T coef[13] = {
+        T(1.0 / 87178291200.0), T(1.0 / 6227020800.0), T(1.0 / 479001600.0), T(1.0 / 39916800.0),
+        T(1.0 / 3628800.0),     T(1.0 / 362880.0),     T(1.0 / 40320.0),     T(1.0 / 5040.0),
+        T(1.0 / 720.0),         T(1.0 / 120.0),        T(1.0 / 24.0),        T(1.0 / 6.0),
+        T(0.5)};
+    constexpr int first = f32 ? 7 : 0;
+    raw p = raw{} + coef[first];
+    for (int k = first + 1; k < 13; ++k) p = p * r + coef[k];
+    const raw q = r + r * r * p;
+    const raw m = scale * q + (scale - T(1));
+    const raw t = m / (T(-2) - m);
+    // |t| with x's sign (tanh(+-0) = +-0, NaN stays NaN).
+    const iraw sign = iraw{} + (int_t(1) << (8 * sizeof(T) - 1));
+    iraw ti, xi;
+    std::memcpy(&ti, &t, sizeof(raw));
+    std::memcpy(&xi, &x, sizeof(raw));
+    ti = (ti & ~sign) | (xi & sign);
+    raw out;
+    std::memcpy(&out, &ti, sizeof(raw));
+    return out;
   }
 };
 
