@@ -83,16 +83,22 @@ struct Vec {
     x = lo > x ? lo : x;
     raw r, scale;
     reduce(x, r, scale);
-    // 1/k! for k = 13 .. 0; float32 needs terms up to r^7.
-    static constexpr T coef[14] = {
-        T(1.0 / 6227020800.0), T(1.0 / 479001600.0), T(1.0 / 39916800.0), T(1.0 / 3628800.0),
-        T(1.0 / 362880.0),     T(1.0 / 40320.0),     T(1.0 / 5040.0),     T(1.0 / 720.0),
-        T(1.0 / 120.0),        T(1.0 / 24.0),        T(1.0 / 6.0),        T(0.5),
-        T(1.0),                T(1.0)};
-    constexpr int first = f32 ? 6 : 0;
-    raw p = raw{} + coef[first];
-    for (int k = first + 1; k < 14; ++k) p = p * r + coef[k];
-    return p * scale;
+    // float32 needs terms up to r^7.
+    return taylor<f32 ? 7 : 13, 0>(r) * scale;
+  }
+
+  // sum over k = lo .. hi of r^(k - lo) / k!, by Horner from the highest term.
+  template <int hi, int lo>
+  FASTRNN_HD static raw taylor(raw r) {
+    static constexpr T inv_factorial[15] = {
+        T(1.0),           T(1.0),           T(0.5),             T(1.0 / 6.0),
+        T(1.0 / 24.0),    T(1.0 / 120.0),   T(1.0 / 720.0),     T(1.0 / 5040.0),
+        T(1.0 / 40320.0), T(1.0 / 362880.0), T(1.0 / 3628800.0), T(1.0 / 39916800.0),
+        T(1.0 / 479001600.0), T(1.0 / 6227020800.0), T(1.0 / 87178291200.0)};
+    static_assert(lo <= hi && hi < 15, "terms up to r^14");
+    raw p = raw{} + inv_factorial[hi];
+    for (int k = hi - 1; k >= lo; --k) p = p * r + inv_factorial[k];
+    return p;
   }
 
   // x = n ln2 + r, |r| <= ln2 / 2, and scale = 2^n, for x within vexp's clamp.
@@ -121,14 +127,7 @@ struct Vec {
     raw r, scale;
     reduce(y, r, scale);
     // expm1(r) = r + r^2 (1/2! + r/3! + ...): float32 to r^7, float64 to r^14.
-    static constexpr T coef[13] = {
-        T(1.0 / 87178291200.0), T(1.0 / 6227020800.0), T(1.0 / 479001600.0), T(1.0 / 39916800.0),
-        T(1.0 / 3628800.0),     T(1.0 / 362880.0),     T(1.0 / 40320.0),     T(1.0 / 5040.0),
-        T(1.0 / 720.0),         T(1.0 / 120.0),        T(1.0 / 24.0),        T(1.0 / 6.0),
-        T(0.5)};
-    constexpr int first = f32 ? 7 : 0;
-    raw p = raw{} + coef[first];
-    for (int k = first + 1; k < 13; ++k) p = p * r + coef[k];
+    const raw p = taylor<f32 ? 7 : 14, 2>(r);
     const raw q = r + r * r * p;
     const raw m = scale * q + (scale - T(1));
     const raw t = m / (T(-2) - m);
