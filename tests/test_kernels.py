@@ -178,6 +178,24 @@ def test_batch_one_with_the_projection_in_the_step_panels_matches_reference(
         assert_results_close(p.backward(result), expected_backward(p), dtype, GRADS)
 
 
+# A step too small to split among threads (a few thousand flops): with two threads, one runs
+# the steps while the other computes the input projection a chunk of steps ahead of it (16 rows,
+# or 16 // B steps; inference keeps them in a ring of four chunks). Shapes from just under to
+# many chunks, batch rows that do not divide 16, hidden sizes of part vectors.
+@pytest.mark.parametrize("shape", [(63, 1, 5, 20), (64, 1, 5, 20), (301, 1, 19, 33), (45, 3, 7, 9),
+                                   (200, 5, 2, 6)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("training", (True, False), ids=("training", "inference"))
+def test_projection_on_its_own_thread_ahead_of_the_steps_matches_reference(
+        cell, dtype, shape, training, isa, num_threads, rng):
+    p = make_problem(rng, cell, *shape, dtype)
+    result = p.forward(training=training)
+    assert_results_close(result, expected_forward(p), dtype, OUTPUTS)
+    if training:
+        assert_results_close(p.backward(result), expected_backward(p), dtype, GRADS)
+
+
 # The last two run the input projection of inference mode in several chunks of steps.
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (7, 5, 11, 13), (30, 3, 2, 4), (20, 64, 5, 7),
                                    (520, 1, 3, 2)])

@@ -396,6 +396,43 @@ def test_dropout_gradients_match_central_differences():
 # ---- threads and clipping -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_small_layer_with_lengths_and_projection_on_two_threads_matches_torch(cell):
+    # Small enough that the steps run on one thread and the input projection on the other, with
+    # sequences of several lengths (steps of fewer rows) and, for the LSTM, proj_size.
+    rng = np.random.default_rng(11)
+    t, b, i, h, proj = 90, 3, 4, 10, (6 if cell == "lstm" else 0)
+    module = torch_module(cell, i, h, layers=1, bidirectional=False, bias=True, proj=proj,
+                          dtype=np.float64, seed=11)
+    s = proj or h
+    x = rng.standard_normal((t, b, i))
+    lengths = np.array([t, 37, 61])
+    dy = rng.standard_normal((t, b, s))
+    dy[np.arange(t)[:, None] >= lengths[None, :]] = 0
+    dh_n = rng.standard_normal((1, b, s))
+    dc_n = rng.standard_normal((1, b, h)) if cell == "lstm" else None
+    expected = torch_run(module, x, lengths, None, None, dy, dh_n, dc_n)
+    weights = {k: v.detach().numpy() for k, v in module.state_dict().items()}
+    before = fastrnn.get_num_threads()
+    try:
+        fastrnn.set_num_threads(2)
+        result = stack_forward(cell, x, None, None, weights, num_layers=1, bidirectional=False,
+                               proj_size=proj, lengths=lengths)
+        inference = stack_forward(cell, x, None, None, weights, num_layers=1, bidirectional=False,
+                                  proj_size=proj, lengths=lengths, training=False)
+        grads = stack_backward(result, dy, dh_n, dc_n)
+    finally:
+        fastrnn.set_num_threads(before)
+    tol = TOLERANCE[np.float64]
+    np.testing.assert_allclose(result.y, expected["y"], **tol)
+    np.testing.assert_allclose(result.h_n, expected["h_n"], **tol)
+    np.testing.assert_allclose(inference.y, result.y, rtol=0, atol=0)
+    np.testing.assert_allclose(inference.h_n, result.h_n, rtol=0, atol=0)
+    np.testing.assert_allclose(grads.dx, expected["inputs"][0], **tol)
+    for name, g in grads.grads.items():
+        np.testing.assert_allclose(g, expected["grads"][name], err_msg=name, **tol)
+
+
 def test_one_thread_and_two_give_the_same_results():
     rng = np.random.default_rng(7)
     module = fastrnn.LSTM(3, 8, num_layers=2, bidirectional=True, proj_size=3, dtype=np.float64)

@@ -2,15 +2,18 @@
 // set.
 //
 // Threads split the hidden units in whole SIMD vectors; each thread owns its units' columns of
-// every buffer. Forward: each thread computes its units' input projection for many steps (one
-// BLAS GEMM per gate block), then per step the recurrent product of its units' gates with the
-// register-blocked panel (panel.h) and, on the gates still in registers, the cell's pointwise
-// math (csrc/cells); one barrier per step, since the next step reads every unit of h.
+// every buffer. Forward: each thread computes its units' input projection for many steps, then
+// per step the recurrent product of its units' gates with the register-blocked panel (panel.h)
+// and, on the gates still in registers, the cell's pointwise math (csrc/cells); one barrier per
+// step, since the next step reads every unit of h. A step too small to split runs on one thread,
+// with the input projection on a second one, ahead of it (Pipeline).
 // Backward: per step in reverse, the pointwise backward of its units, a barrier, then its units'
-// part of W_hh^T d(gates); at the end the weight gradients of its units' rows and its share of
-// dx as BLAS GEMMs over all steps.
+// part of W_hh^T d(gates); then, on every thread, the weight gradients and dx as BLAS GEMMs over
+// all steps.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "../cells/gru.h"
@@ -107,6 +110,32 @@ long chunk_steps(const Steps& s, long steps) {
   return std::clamp<long>(256 / batch, 1, std::max<long>(steps, 1));
 }
 
+// A recurrence too small to split among threads (a step of a few thousand flops, where a barrier
+// per step costs more than the step) still has a second thread's worth of work: the input
+// projection, which no step waits on but its own. One thread computes it `chunk_steps` steps at a
+// time, ahead of the thread running the steps: `produced` counts the packed rows of gates it has
+// written; `consumed` the rows the steps are done with, where `gates` is a ring it must not
+// overrun (inference).
+struct Pipeline {
+  long chunk_steps;
+  alignas(64) std::atomic<long> produced{0};
+  alignas(64) std::atomic<long> consumed{0};
+};
+
+// Waits until counter >= value: spins a few microseconds (a step is that short), then yields the
+// core between checks, like the barrier.
+inline void wait_for(const std::atomic<long>& counter, long value) {
+  for (int spins = 0; counter.load(std::memory_order_acquire) < value; ++spins) {
+    if (spins < 2000) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
 // Everything the threads share to run the forward of one cell kind.
 template <typename T>
 struct Forward {
@@ -121,7 +150,9 @@ struct Forward {
   T* w_ih_packed;          // W_ih in panel blocks: of the step's width when fused, else of W units
   bool fused;              // the input projection runs in the step's panel
   bool ahead;              // batch 1: later steps' input projection rides in the step's panels
-  long ring;               // inference with `ahead`: rows of `gates`, used round robin (else 0)
+  Pipeline* pipeline;      // or a thread of its own runs it ahead of the steps (else null)
+  long ring;               // inference with `ahead` or `pipeline`: rows of `gates`, used round
+                           // robin (else 0)
   bool pack_hh, pack_ih;   // the threads pack W_hh, W_ih (else a kept packing from pack_cache.h)
   const T* bias_x;         // (G*H,) added to the input projection, or null
   const T* h0;             // (B, O), zeros when the caller gave none
@@ -131,6 +162,8 @@ struct Forward {
   long ld_full;
   const T* w_hr_t;
   long o_pad;
+
+  long gate_row(long row, long base) const { return ring ? row % ring : row - base; }
 };
 
 // y[row, p] and h_n for this thread's share `outs` of the projection, rows [0, bt) of step t.
@@ -151,6 +184,46 @@ void project_step(const Forward<T>& f, long t, long bt, Range outs) {
   }
 }
 
+// A panel of the input projection (rows from `row`, all G gates of the vector of units at u0,
+// of which n are real) plus the bias, into the gates buffer.
+template <typename T, int G, typename Acc>
+void store_projection(const Forward<T>& f, const Acc& acc, long row, long u0, long n, long base) {
+  using V = Vec<T>;
+  for (int r = 0; r < acc.rows; ++r)
+    for (int g = 0; g < G; ++g) {
+      const long col = g * f.H + u0;
+      const V b = f.bias_x ? load_n(f.bias_x + col, n) : V(T(0));
+      store_n(f.gates + f.gate_row(row + r, base) * f.ld + col, acc.v[r][g] + b, n);
+    }
+}
+
+// The input projection of packed rows r0 .. r0 + rows for `units`, with the panel (for these
+// shapes, few rows and K = I, it runs at 2x the BLAS's GEMM), W_ih packed per vector of units.
+template <typename T, int G>
+void project_rows(const Forward<T>& f, long r0, long rows, Range units, long base) {
+  constexpr long W = Vec<T>::width;
+  for (long u0 = units.begin; u0 < units.end; u0 += W)
+    for_each_panel<T, G, panel_rows<G>()>(rows, f.a.x + r0 * f.I, f.I, f.w_ih_packed + (u0 / W) * f.I * G * W,
+                                          G * W, f.I, [&](const auto& pa, long rb) {
+      store_projection<T, G>(f, pa, r0 + rb, u0, std::min(W, units.end - u0), base);
+    });
+}
+
+// The pipeline's projecting thread: every row, chunk by chunk, ahead of the steps.
+template <typename T, CellKind cell>
+void project_ahead(const Forward<T>& f) {
+  constexpr long W = Vec<T>::width;
+  constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
+  Pipeline& pl = *f.pipeline;
+  if (f.pack_ih) pack_gate_blocks(f.w_ih_packed, f.a.w_ih, G, f.H, f.I, W, 0, (f.H + W - 1) / W);
+  for (long t0 = 0; t0 < f.a.steps; t0 += pl.chunk_steps) {
+    const long r0 = f.s.offset[t0], r1 = f.s.offset[std::min(t0 + pl.chunk_steps, f.a.steps)];
+    if (f.ring) wait_for(pl.consumed, r1 - f.ring);  // the ring's rows it overwrites are read
+    project_rows<T, G>(f, r0, r1 - r0, Range{0, f.H}, 0);
+    pl.produced.store(r1, std::memory_order_release);
+  }
+}
+
 template <typename T, CellKind cell, int NB>
 void forward_thread(const Forward<T>& f, int p, int parts) {
   constexpr long W = Vec<T>::width, BW = NB * W;
@@ -167,7 +240,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
   const long first = units.begin / BW, last = (units.end + BW - 1) / BW;
   if (f.pack_hh) pack_gate_blocks(f.w_packed, a.w_hh, G, H, O, BW, first, last);
   const long x_width = f.fused ? BW : W;  // units per block of the packed W_ih
-  if (f.pack_ih)
+  if (f.pack_ih && !f.pipeline)
     pack_gate_blocks(f.w_ih_packed, a.w_ih, G, H, I, x_width, units.begin / x_width,
                      (units.end + x_width - 1) / x_width);
 
@@ -182,7 +255,6 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
   long next_job = 0;
   std::vector<T> x_group(f.ahead ? RX * I : 0);  // the rows of next_job's group, transposed
   long x_group_row = -1;                          // its first row
-  const auto gate_row = [&](long row, long base) { return f.ring ? row % f.ring : row - base; };
   struct Job {
     Operand<T> op;  // its rows of x against its vector's W_ih
     long row0, u0;
@@ -191,16 +263,8 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     const long row0 = j / per_group * RX, u0 = units.begin + j % per_group * W;
     return Job{{a.x + row0 * I, I, f.w_ih_packed + (u0 / W) * I * G * W, G * W, I}, row0, u0};
   };
-  // A panel of the input projection (rows from `row`, all gates of the vector of units at u0)
-  // plus the bias, into the gates buffer.
   const auto store_x = [&](const auto& acc, long row, long u0, long base) {
-    const long n = std::min(W, units.end - u0);
-    for (int r = 0; r < acc.rows; ++r)
-      for (int g = 0; g < G; ++g) {
-        const long col = g * H + u0;
-        const V b = f.bias_x ? load_n(f.bias_x + col, n) : V(T(0));
-        store_n(f.gates + gate_row(row + r, base) * f.ld + col, acc.v[r][g] + b, n);
-      }
+    store_projection<T, G>(f, acc, row, u0, std::min(W, units.end - u0), base);
   };
   const auto run_job = [&](long j) {  // on its own
     const Job jb = job(j);
@@ -214,13 +278,21 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     const long t1 = std::min(t0 + f.chunk, a.steps);
     const long r0 = s.offset[t0], rows = s.offset[t1] - r0;
     const long base = f.chunked ? r0 : 0;  // packed row held in gates' first row
-    // Input projection of this thread's units for the chunk (unless the step's panel does it),
-    // with the panel: for these shapes (few rows, K = I) it runs at 2x the BLAS's GEMM.
-    for (long u0 = units.begin; u0 < units.end && !f.fused && !f.ahead; u0 += W)
-      for_each_panel<T, G, panel_rows<G>()>(rows, a.x + r0 * I, I, f.w_ih_packed + (u0 / W) * I * G * W,
-                                            G * W, I, [&](const auto& pa, long rb) { store_x(pa, r0 + rb, u0, base); });
+    // Input projection of this thread's units for the chunk, unless the step's panel or the
+    // pipeline does it.
+    if (!f.fused && !f.ahead && !f.pipeline) project_rows<T, G>(f, r0, rows, units, base);
     for (long t = t0; t < t1; ++t) {
       const long bt = s.size[t];
+      if (f.pipeline) {
+        wait_for(f.pipeline->produced, s.offset[t + 1]);
+        // The rows the other core wrote for a later step, fetched now, not when that step
+        // reads them.
+        const long tp = std::min(t + 2, a.steps - 1);
+        if (s.offset[tp + 1] <= f.pipeline->produced.load(std::memory_order_relaxed))
+          for (long row = s.offset[tp]; row < s.offset[tp + 1]; ++row)
+            for (long j = 0; j < G * H; j += 64 / long(sizeof(T)))
+              __builtin_prefetch(f.gates + f.gate_row(row, 0) * f.ld + j);
+      }
       const T* h_prev = t == 0 ? f.h0 : a.y + s.offset[t - 1] * O;
       // `ahead`: the groups holding this step's rows are complete before its panels read them;
       // the panels may then run the jobs of the next group.
@@ -247,7 +319,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
             if (n <= 0) continue;
             const auto acc = [&](int g) { return pa.v[r][g * NB + nb]; };
             const long b = rb + r, row = s.offset[t] + b;
-            T* gx = f.gates + gate_row(row, base) * f.ld + u;  // this row's x-side gates
+            T* gx = f.gates + f.gate_row(row, base) * f.ld + u;  // this row's x-side gates
             // The x side of gate g: from the projection done before, or the bias alone when
             // the panel summed it.
             const auto x_side = [&](int g) __attribute__((always_inline)) {
@@ -322,6 +394,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
         for_each_panel<T, G * NB, panel_rows<G * NB>()>(bt, xw.K ? xw : hw, xw.K ? hw : xw, cell_math);
       }
       barrier(parts);  // the next step (or the projection) reads every unit
+      if (f.pipeline && f.ring) f.pipeline->consumed.store(s.offset[t + 1], std::memory_order_release);
       if (projected) {
         project_step(f, t, bt, outs);
         barrier(parts);
@@ -347,9 +420,17 @@ void forward(const LayerForward<T>& a, const Steps& s) {
       for (long j = 0; j < G * H; ++j) bias[j] += a.b_hh[j];
   }
   const bool training = a.saved != nullptr;
+  const long batch0 = a.steps ? s.size[0] : 0;
+  const int threads = threads_for(2 * batch0 * G * H * O, H);
+  // A recurrence on one thread, with another free: the input projection in a pipeline beside it
+  // (the Elman RNN at B = 1, H = I = 64: the forward 2x faster), from a few chunks of steps on.
+  Pipeline pipeline;
+  pipeline.chunk_steps = std::max<long>(1, 16 / std::max<long>(batch0, 1));
+  const bool pipelined = threads == 1 && get_num_threads() >= 2 && a.steps >= 4 * pipeline.chunk_steps;
   // Where the x-side gates live: the RNN's straight in y; training: the saved buffer;
-  // inference: a chunk buffer, or with `ahead` a ring of two groups of rows.
-  const bool ahead = FASTRNN_SIMD_BYTES == 64 && a.steps >= 2 * ahead_rows<cell>() && s.size[0] == 1;
+  // inference: a chunk buffer, or a ring of rows: with `ahead` two groups, with the pipeline
+  // four chunks.
+  const bool ahead = !pipelined && FASTRNN_SIMD_BYTES == 64 && a.steps >= 2 * ahead_rows<cell>() && batch0 == 1;
   long ring = 0;
   Buffer<T> work, full_work, w_hr_t;
   long ld = G * H, chunk = std::max<long>(a.steps, 1);
@@ -360,8 +441,8 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   } else if (training) {
     gates = a.saved;
     ld = saved_columns(cell, H, a.proj);
-  } else if (ahead) {
-    ring = 2 * ahead_rows<cell>();
+  } else if (ahead || pipelined) {
+    ring = ahead ? 2 * ahead_rows<cell>() : 4 * pipeline.chunk_steps * batch0;
     work = Buffer<T>(ring * G * H, false);
     gates = work.data();
   } else {
@@ -398,17 +479,19 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   // a round trip through memory (B = 16, H = I = 256: the LSTM's forward 9% faster). Below
   // that, one GEMM over many steps does the projection better. The GRU keeps its x side apart
   // for r * (W_hn h + b_hn).
-  const bool fuse_x = cell != CellKind::gru && (a.steps ? s.size[0] : 0) >= 8;
+  const bool fuse_x = !pipelined && cell != CellKind::gru && batch0 >= 8;
   const long x_width = fuse_x ? BW : W;
   const auto w_ih_packed = pack_find(a.w_ih, G * H * I * sizeof(T),
                                      {G, H, I, x_width, long(sizeof(T)), W},
                                      (H + x_width - 1) / x_width * I * G * x_width * sizeof(T), kept_ih);
   const Forward<T> f{a, s, H, I, O, ld, gates, !work.empty(), chunk,
-                     static_cast<T*>(w_packed->data), static_cast<T*>(w_ih_packed->data), fuse_x, ahead, ring,
+                     static_cast<T*>(w_packed->data), static_cast<T*>(w_ih_packed->data), fuse_x, ahead,
+                     pipelined ? &pipeline : nullptr, ring,
                      !kept_hh, !kept_ih, bias.empty() ? nullptr : bias.data(),
                      h0, h_full, ld_full, w_hr_t.data(), o_pad};
-  const int threads = threads_for(2 * (a.steps ? s.size[0] : 0) * G * H * O, H);
-  run_parallel(threads, [&](int p, int parts) {
+  run_parallel(pipelined ? 2 : threads, [&](int p, int parts) {
+    if (pipelined && p == 0) return project_ahead<T, cell>(f);
+    if (pipelined) p = 0, parts = 1;  // the steps, on the other thread
     if (wide) forward_thread<T, cell, NB>(f, p, parts);
     else forward_thread<T, cell, 1>(f, p, parts);
   });
@@ -453,7 +536,7 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
   const LayerBackward<T>& g = k.g;
   const LayerForward<T>& a = *g.fwd;
   const Steps& s = k.s;
-  const long H = k.H, I = k.I, O = k.O, GH = G * H, rows = s.rows();
+  const long H = k.H, O = k.O, GH = G * H;
   const bool projected = a.proj > 0;
   const long ld = saved_columns(cell, H, a.proj);
   // Units and outputs in the same whole panels: without a projection a thread's pointwise reads
@@ -575,6 +658,18 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
       }
     }
   }
+}
+
+// After the steps, on every thread the kernels may use (the steps may have run on fewer): the
+// weight gradients, a share of the gate rows per thread, and dx, a share of the rows.
+template <typename T, CellKind cell>
+void weight_gradients_thread(const Backward<T>& k, int p, int parts) {
+  constexpr long W = Vec<T>::width;
+  constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
+  const LayerBackward<T>& g = k.g;
+  const LayerForward<T>& a = *g.fwd;
+  const Steps& s = k.s;
+  const long H = k.H, I = k.I, O = k.O, GH = G * H, rows = s.rows();
   // Every row's h_prev (h0 for step 0, else the previous step's output of the same batch row),
   // and x beside it where both weight gradients come from one product, this thread's share of
   // the steps.
@@ -587,13 +682,13 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
     }
   }
   barrier(parts);
-  // Weight gradients of this thread's units' rows, dx of its share of the rows. A thread that owns
-  // every unit takes all G gate blocks in one product (one packing of x and h_prev, not G); where
-  // d gates is the same on both sides (all but the GRU), one product gives [dW_ih | dW_hh] (one
-  // packing of d gates, not two: the LSTM's backward at B = 16, H = 256 about 2% faster).
-  const bool all_units = units.size() == H;
-  for (long gi = 0; gi < (all_units ? 1 : G) && units.size() > 0; ++gi) {
-    const long r = gi * H + units.begin, n = all_units ? GH : units.size();
+  // The weight gradients of this thread's gate rows in one product (one packing of x and
+  // h_prev); where d gates is the same on both sides (all but the GRU), one product gives
+  // [dW_ih | dW_hh] (one packing of d gates, not two: the LSTM's backward at B = 16, H = 256
+  // about 2% faster).
+  const Range gate_rows = share(GH, p, parts, W);
+  const long r = gate_rows.begin, n = gate_rows.size();
+  if (n > 0) {
     if (k.dw_cat) {
       gemm<T>(true, false, n, I + O, rows, T(1), k.dgx + r, GH, k.xh, k.ld_xh, T(0), k.dw_cat + r * (I + O), I + O);
       for (long j = r; j < r + n; ++j) {
@@ -611,9 +706,10 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
         for (long j = 0; j < n; ++j) db[r + j] += d[row * GH + r + j];
     }
   }
-  if (projected && outs.size() > 0)  // dW_hr = d h^T (o * tanh(c)) over all rows
-    gemm<T>(true, false, outs.size(), H, rows, T(1), k.dh_out + outs.begin, O, a.saved + 5 * H, ld,
-            T(0), g.dw_hr + outs.begin * H, H);
+  const Range outs = share(O, p, parts);
+  if (a.proj > 0 && outs.size() > 0)  // dW_hr = d h^T (o * tanh(c)) over all rows
+    gemm<T>(true, false, outs.size(), H, rows, T(1), k.dh_out + outs.begin, O,
+            a.saved + 5 * H, saved_columns(cell, H, a.proj), T(0), g.dw_hr + outs.begin * H, H);
   const Range mine = share(rows, p, parts);
   gemm<T>(false, false, mine.size(), I, GH, T(1), k.dgx + mine.begin * GH, GH, a.w_ih, I, T(0),
           g.dx + mine.begin * I, I);
@@ -665,6 +761,7 @@ void backward(const LayerBackward<T>& g, const Steps& s) {
     if (wide) backward_thread<T, cell, NB>(k, p, parts);
     else backward_thread<T, cell, 1>(k, p, parts);
   });
+  run_parallel(get_num_threads(), [&](int p, int parts) { weight_gradients_thread<T, cell>(k, p, parts); });
 }
 
 }  // namespace
