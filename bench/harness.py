@@ -79,6 +79,27 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, warm_s: float =
     return Timing(statistics.median(times), min(times), max(times), times)
 
 
+def time_rounds(fns: Dict[str, Callable[[], Any]], rounds: int, repeats: int, warmup: int,
+                warm_s: float = 0.0, min_s: float = 0.0, pause_s: float = 0.0,
+                sleep: Callable[[float], None] = time.sleep) -> Dict[str, Timing]:
+    """Times several functions of one row in `rounds` interleaved rounds: each round times
+    every one in turn (time_calls, after `pause_s` idle), starting one later in each round, with
+    a share of `repeats` and `min_s`; each one's figures are over all its calls.
+
+    Only the ratios within a row count, and the host slows this process in stretches of a few
+    seconds: so that such a stretch falls on all backends of a row alike, not on the one whose
+    turn it was, each backend's calls are spread over the row's whole time."""
+    names = list(fns)
+    times: Dict[str, list] = {n: [] for n in names}
+    per_round = -(-repeats // rounds)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)] if names else []:
+            sleep(pause_s)
+            t = time_calls(fns[name], per_round, warmup, warm_s, min_s / rounds)
+            times[name] += t.times_s
+    return {n: Timing(statistics.median(ts), min(ts), max(ts), ts) for n, ts in times.items()}
+
+
 def max_error(got: np.ndarray, want: np.ndarray) -> float:
     """max|got - want| / max(max|want|, 1): a norm-wise relative error, in float64."""
     got = np.asarray(got, dtype=np.float64)

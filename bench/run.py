@@ -36,6 +36,7 @@ MIN_REPEATS = 5
 WARM_S = 0.1  # warm-up of each figure: at least this long (and --warmup calls)
 MIN_TIME_S = 0.2  # timed calls of each figure: at least --repeats, and at least this long in all
 PAUSE_S = 0.3  # idle time before each backend is timed, for the previous one's threads to sleep
+ROUNDS = 3  # each row's backends timed in turn this many times (harness.time_rounds)
 
 
 def _shape(text: str):
@@ -100,6 +101,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None,
                    help=f"timed calls per figure, the median reported (default and minimum "
                         f"{MIN_REPEATS}; --quick allows fewer)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"interleaved rounds each row's backends are timed in, the calls shared "
+                        f"among them (default {ROUNDS}; --quick 1)")
     p.add_argument("--warmup", type=int, default=1,
                    help=f"untimed calls first (default 1), and for at least {WARM_S} s")
     p.add_argument("--min-time", type=float, default=None,
@@ -128,10 +132,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.threads = args.threads or ([1] if quick else [1, 2])
     args.repeats = args.repeats if args.repeats is not None else (2 if quick else MIN_REPEATS)
     args.gemm_size = args.gemm_size or (128 if quick else 1024)
+    args.rounds = args.rounds if args.rounds is not None else (1 if quick else ROUNDS)
     if not quick and args.repeats < MIN_REPEATS:
         p.error(f"--repeats must be at least {MIN_REPEATS} (figures are medians of >= 5 calls)")
-    if args.repeats < 1 or args.warmup < 0 or args.gemm_size < 1 or (args.min_time or 0) < 0:
-        p.error("--repeats >= 1, --warmup >= 0, --min-time >= 0 and --gemm-size >= 1 are needed")
+    if (args.repeats < 1 or args.rounds < 1 or args.warmup < 0 or args.gemm_size < 1
+            or (args.min_time or 0) < 0):
+        p.error("--repeats >= 1, --rounds >= 1, --warmup >= 0, --min-time >= 0 and "
+                "--gemm-size >= 1 are needed")
     if args.no_stacked:
         args.stacked = None
     if args.check_only:
@@ -213,6 +220,7 @@ def main(argv=None) -> int:
     cfg = {"backends": args.backends, "cells": args.cells, "shapes": args.shapes,
            "stacked": args.stacked, "trees": args.trees, "tree_size": args.tree_size,
            "tree_words": args.tree_words, "modes": args.modes, "repeats": args.repeats,
+           "rounds": args.rounds,
            "warmup": args.warmup, "gemm_n": args.gemm_size, "seed": args.seed,
            "warm_s": 0.0 if args.quick else WARM_S,
            "min_s": args.min_time if args.min_time is not None else (0.0 if args.quick else MIN_TIME_S),

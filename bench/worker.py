@@ -1,6 +1,7 @@
 """One thread count, in one process: the GEMM rates, then every case x mode x backend: prepare,
 check against the reference (a mismatch stops the run, except for a backend with
-EXCLUDE_ON_MISMATCH, which is then noted and not timed on that row), time, count the memory kept.
+EXCLUDE_ON_MISMATCH, which is then noted and not timed on that row), time the row's backends in
+interleaved rounds, count the memory kept.
 
 run.py starts this process already restricted to `threads` CPUs, with the BLAS thread variables
 set, so that every library sizes its pools to the same count from the start.
@@ -10,14 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Dict, List
 
 import numpy as np
 
 import gemm
 import peers
-from harness import Mismatch, check, gflops, time_calls
+from harness import Mismatch, check, gflops, time_rounds
 
 
 def log(msg: str) -> None:
@@ -37,29 +37,22 @@ def load_backends(names: List[str], threads: int) -> Dict[str, dict]:
     return backends
 
 
-def run_backend(mod, case, mode: str, inputs, want, cfg: dict) -> dict:
-    """Check one backend on one row, then time it (repeats 0: check only); the figures."""
+def check_backend(mod, case, mode: str, inputs, want):
+    """Prepares one backend on one row and checks it against the reference: (prepared, error)."""
     prepared = mod.prepare(case, mode, inputs)
     out = prepared.run()
     err = check(mod.NAME, f"{case.key} {mode}", prepared.fetch(out), want, case.cell)
     del out
-    if cfg["repeats"] == 0:
-        return {"error": err}
-    # The pools of the backend before (OpenBLAS and OpenMP threads spin a while after their last
-    # task) must be asleep before this one is timed, or they take its CPUs.
-    time.sleep(cfg["pause"])
-    timing = time_calls(prepared.run, cfg["repeats"], cfg["warmup"], cfg.get("warm_s", 0.0),
-                        cfg.get("min_s", 0.0))
-    result = {"error": err, **timing.as_dict()}
-    if prepared.kept is not None:
-        result["kept_bytes"] = prepared.kept()
-    return result
+    return prepared, err
 
 
 def run_row(case, mode: str, inputs, want, backends, cfg) -> dict:
+    """Every backend on one row: checked, then timed in interleaved rounds (repeats 0: checked
+    only); the figures."""
     flops = case.flops(mode)
     row = {"case": case.key, "kind": case.kind, "cell": case.cell, "mode": mode,
            "shape": case.shape, "flops": flops, "results": {}, "notes": {}}
+    prepared = {}
     for name, b in backends.items():
         if b["note"]:
             row["notes"][name] = b["note"]
@@ -68,9 +61,8 @@ def run_row(case, mode: str, inputs, want, backends, cfg) -> dict:
         if note:
             row["notes"][name] = note
             continue
-        t0 = time.perf_counter()
         try:
-            res = run_backend(b["module"], case, mode, inputs, want, cfg)
+            prepared[name], err = check_backend(b["module"], case, mode, inputs, want)
         except Mismatch as e:
             if not getattr(b["module"], "EXCLUDE_ON_MISMATCH", False):
                 raise
@@ -82,13 +74,25 @@ def run_row(case, mode: str, inputs, want, backends, cfg) -> dict:
             row["notes"][name] = f"failed: {type(e).__name__}: {e}"
             log(f"  {name}: FAILED {type(e).__name__}: {e}")
             continue
-        row["results"][name] = res
-        if "median_s" not in res:
-            log(f"  {name:9s} checked (error {res['error']:.1e}, {time.perf_counter() - t0:.1f} s)")
-            continue
+        row["results"][name] = {"error": err}
+    if cfg["repeats"] == 0:
+        for name, res in row["results"].items():
+            log(f"  {name:9s} checked (error {res['error']:.1e})")
+        return row
+    # The pools of the backend before (OpenBLAS and OpenMP threads spin a while after their last
+    # task) must be asleep before the next is timed, or they take its CPUs: a pause before each.
+    timings = time_rounds({n: p.run for n, p in prepared.items()}, cfg.get("rounds", 1),
+                          cfg["repeats"], cfg["warmup"], cfg.get("warm_s", 0.0),
+                          cfg.get("min_s", 0.0), cfg["pause"])
+    for name, timing in timings.items():
+        res = row["results"][name]
+        res.update(timing.as_dict())
+        if prepared[name].kept is not None:
+            res["kept_bytes"] = prepared[name].kept()
         res["gflops"] = gflops(flops, res["median_s"])
         log(f"  {name:9s} {res['median_s'] * 1e3:10.3f} ms  (check {res['error']:.1e}, "
-            f"{time.perf_counter() - t0:.1f} s)")
+            f"{len(res['times_s'])} calls)")
+    del prepared
     figures = {n: r for n, r in row["results"].items() if "median_s" in r}
     peer_times = {n: r["median_s"] for n, r in figures.items() if backends[n]["module"].COMPARE}
     if peer_times:

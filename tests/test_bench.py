@@ -344,3 +344,21 @@ def test_time_calls_warms_up_and_times_at_least_the_calls_and_seconds_asked():
     assert len(t.times_s) == 4 and len(starts) == 4
     t = harness.time_calls(fn, 5, 0)
     assert len(t.times_s) == 5
+
+
+def test_time_rounds_interleaves_the_backends_of_a_row_and_pools_their_calls():
+    order, pauses = [], []
+
+    def backend(name):
+        return lambda: order.append(name)
+
+    timings = harness.time_rounds({n: backend(n) for n in "abc"}, rounds=3, repeats=5, warmup=0,
+                                  pause_s=0.25, sleep=pauses.append)
+    # Each round every backend in turn, one later each round; 5 calls over 3 rounds: 2 per turn.
+    assert "".join(order) == "aabbcc" + "bbccaa" + "ccaabb"
+    assert pauses == [0.25] * 9  # an idle pause before every turn
+    for t in timings.values():
+        assert len(t.times_s) == 6 and t.min_s <= t.median_s <= t.max_s
+    order.clear()
+    one = harness.time_rounds({"a": backend("a")}, rounds=1, repeats=5, warmup=1, sleep=pauses.append)
+    assert order == ["a"] * 6 and len(one["a"].times_s) == 5  # a warm-up call, then 5 timed
