@@ -283,16 +283,7 @@ void forward_thread(const Forward<T>& f, int p, int parts) {
     if (!f.fused && !f.ahead && !f.pipeline) project_rows<T, G>(f, r0, rows, units, base);
     for (long t = t0; t < t1; ++t) {
       const long bt = s.size[t];
-      if (f.pipeline) {
-        wait_for(f.pipeline->produced, s.offset[t + 1]);
-        // The rows the other core wrote for a later step, fetched now, not when that step
-        // reads them.
-        const long tp = std::min(t + 2, a.steps - 1);
-        if (s.offset[tp + 1] <= f.pipeline->produced.load(std::memory_order_relaxed))
-          for (long row = s.offset[tp]; row < s.offset[tp + 1]; ++row)
-            for (long j = 0; j < G * H; j += 64 / long(sizeof(T)))
-              __builtin_prefetch(f.gates + f.gate_row(row, 0) * f.ld + j);
-      }
+      if (f.pipeline) wait_for(f.pipeline->produced, s.offset[t + 1]);
       const T* h_prev = t == 0 ? f.h0 : a.y + s.offset[t - 1] * O;
       // `ahead`: the groups holding this step's rows are complete before its panels read them;
       // the panels may then run the jobs of the next group.
@@ -423,7 +414,7 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   const long batch0 = a.steps ? s.size[0] : 0;
   const int threads = threads_for(2 * batch0 * G * H * O, H);
   // A recurrence on one thread, with another free: the input projection in a pipeline beside it
-  // (the Elman RNN at B = 1, H = I = 64: the forward 2x faster), from a few chunks of steps on.
+  // (the Elman RNN at B = 1, H = I = 64: the forward 1.4x faster), from four chunks of steps on.
   Pipeline pipeline;
   pipeline.chunk_steps = std::max<long>(1, 16 / std::max<long>(batch0, 1));
   const bool pipelined = threads == 1 && get_num_threads() >= 2 && a.steps >= 4 * pipeline.chunk_steps;
