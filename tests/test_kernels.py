@@ -162,7 +162,7 @@ def test_kernels_match_reference_with_one_and_two_threads(cell, dtype, num_threa
 
 
 # Batch 1 (AVX-512): the input projection of later steps runs in the step's own panels, a group
-# of 4 rows (LSTM, GRU) or 8 (Elman RNN) ahead; the first group and a short last one run alone.
+# of 4 rows ahead; the first group and a short last one run alone.
 # Inputs wider and narrower than the state, hidden sizes of part vectors and several blocks.
 @pytest.mark.parametrize("shape", [(37, 1, 19, 40), (18, 1, 130, 33), (9, 1, 3, 70), (61, 1, 64, 64)])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
