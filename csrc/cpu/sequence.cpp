@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "../cells/gru.h"
@@ -123,18 +122,9 @@ struct Pipeline {
   alignas(64) std::atomic<long> consumed{0};
 };
 
-// Waits until counter >= value: spins a few microseconds (a step is that short), then yields the
-// core between checks, like the barrier.
+// Waits until counter >= value.
 inline void wait_for(const std::atomic<long>& counter, long value) {
-  for (int spins = 0; counter.load(std::memory_order_acquire) < value; ++spins) {
-    if (spins < 2000) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    } else {
-      std::this_thread::yield();
-    }
-  }
+  spin_until([&] { return counter.load(std::memory_order_acquire) >= value; });
 }
 
 // Everything the threads share to run the forward of one cell kind.

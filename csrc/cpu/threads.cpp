@@ -3,7 +3,6 @@
 #include <sched.h>
 
 #include <atomic>
-#include <thread>
 #include <stdexcept>
 
 #include "blas.h"
@@ -50,15 +49,7 @@ void Barrier::wait() {
     generation_.fetch_add(1, std::memory_order_release);
     return;
   }
-  for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
-    if (spins < 2000) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    } else {
-      std::this_thread::yield();
-    }
-  }
+  spin_until([&] { return generation_.load(std::memory_order_acquire) != generation; });
 }
 
 }  // namespace fastrnn

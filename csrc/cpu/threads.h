@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <thread>
 
 #include <omp.h>
 
@@ -29,9 +30,23 @@ class ThreadShare {
   int previous_;
 };
 
-// The barrier of one run_parallel region. It spins for a few microseconds (a step of the
-// recurrence is that short), then yields the core between checks, so that when other load on the
-// machine holds up one thread, the threads waiting for it do not keep it off a core.
+// Waits until done() holds: spins for a few microseconds (a step of the recurrence is that
+// short), then yields the core between checks, so that when other load on the machine holds up
+// the thread being waited for, the waiting ones do not keep it off a core.
+template <typename Done>
+void spin_until(Done&& done) {
+  for (int spins = 0; !done(); ++spins) {
+    if (spins < 2000) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+// The barrier of one run_parallel region (waiting with spin_until).
 class Barrier {
  public:
   void reset(int threads) {
