@@ -75,10 +75,13 @@ struct Vec {
   // exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln2 / 2; Taylor polynomial for exp(r).
   // t = x / ln2 + 1.5 * 2^mantissa + bias holds n + bias in its low bits: shifted into the
   // exponent field, they are 2^n. x is clamped so that n + bias stays a normal exponent.
+  // The lowest x vexp and vtanh pass to reduce: 2^n stays a normal number.
+  static constexpr T exp_min = sizeof(T) == 4 ? T(-87.0) : T(-708.0);
+
   FASTRNN_HD static raw vexp(raw x) {
     constexpr bool f32 = sizeof(T) == 4;
     const raw hi = raw{} + (f32 ? T(88.3) : T(708.0));
-    const raw lo = raw{} + (f32 ? T(-87.0) : T(-708.0));
+    const raw lo = raw{} + exp_min;
     x = hi < x ? hi : x;  // comparisons are false for NaN: NaN passes through
     x = lo > x ? lo : x;
     raw r, scale;
@@ -121,7 +124,7 @@ struct Vec {
   // near 0, so no series is needed there. expm1(y) = 2^n expm1(r) + (2^n - 1).
   FASTRNN_HD static raw vtanh(raw x) {
     constexpr bool f32 = sizeof(T) == 4;
-    const raw lo = raw{} + (f32 ? T(-87.0) : T(-708.0));
+    const raw lo = raw{} + exp_min;
     raw y = (x < T(0) ? x : -x) * T(2);  // -2|x|; NaN stays NaN
     y = lo > y ? lo : y;
     raw r, scale;
