@@ -62,6 +62,7 @@ class TreeLSTM(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Every parameter uniform in +-1/sqrt(hidden_size), as torch.nn.LSTM initializes."""
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._reference_tree import tree_lstm_backward, tree_lstm_forward  # noqa: F401
 from ._results import SequenceGrads, SequenceResult
@@ -49,8 +50,11 @@ def _zeros_if_none(value: Optional[Any], like: np.ndarray) -> np.ndarray:
 
 # ---- Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) --------------------------------
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
-                training=True) -> SequenceResult:
+def rnn_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: ArrayLike,
+                b_ih: Optional[ArrayLike] = None, b_hh: Optional[ArrayLike] = None, *,
+                nonlinearity: str = "tanh", training: bool = True) -> SequenceResult:
+    """Elman RNN, step by step. x (T, B, I), h0 (B, H) or None, w_ih (H, I), w_hh (H, H),
+    b_ih, b_hh (H,); returns .y (T, B, H), .h_n (B, H)."""
     x, h0, w_ih, w_hh, bi, bh = _setup(x, h0, w_ih, w_hh, b_ih, b_hh, 1)
     act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0))
     h = h0
@@ -64,7 +68,9 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
     return SequenceResult(y=y, h_n=h.copy(), training=training, _ctx=ctx)
 
 
-def rnn_backward(result: SequenceResult, dy, dh_n=None) -> SequenceGrads:
+def rnn_backward(result: SequenceResult, dy: Optional[ArrayLike],
+                 dh_n: Optional[ArrayLike] = None) -> SequenceGrads:
+    """Backward through time of rnn_forward: dy (T, B, H), dh_n (B, H), None for zeros."""
     c = result._ctx
     x, h0, w_ih, w_hh, y = c["x"], c["h0"], c["w_ih"], c["w_hh"], c["y"]
     dy = _zeros_if_none(dy, y)
@@ -91,7 +97,11 @@ def rnn_backward(result: SequenceResult, dy, dh_n=None) -> SequenceGrads:
 #   i = σ(W_ii x + b_ii + W_hi h + b_hi)   f = σ(...)   g = tanh(...)   o = σ(...)
 #   c_t = f * c_{t-1} + i * g              h_t = o * tanh(c_t)
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, training=True) -> SequenceResult:
+def lstm_forward(x: ArrayLike, h0: Optional[ArrayLike], c0: Optional[ArrayLike],
+                 w_ih: ArrayLike, w_hh: ArrayLike, b_ih: Optional[ArrayLike] = None,
+                 b_hh: Optional[ArrayLike] = None, *, training: bool = True) -> SequenceResult:
+    """LSTM, step by step, gates i, f, g, o. x (T, B, I), h0, c0 (B, H) or None, w_ih (4H, I),
+    w_hh (4H, H), b_ih, b_hh (4H,); returns .y (T, B, H), .h_n, .c_n (B, H)."""
     x, h0, w_ih, w_hh, bi, bh = _setup(x, h0, w_ih, w_hh, b_ih, b_hh, 4)
     c0 = np.zeros_like(h0) if c0 is None else np.asarray(c0)
     hid = h0.shape[1]
@@ -113,7 +123,10 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, training=True) 
     return SequenceResult(y=y, h_n=h.copy(), c_n=cell.copy(), training=training, _ctx=ctx)
 
 
-def lstm_backward(result: SequenceResult, dy, dh_n=None, dc_n=None) -> SequenceGrads:
+def lstm_backward(result: SequenceResult, dy: Optional[ArrayLike],
+                  dh_n: Optional[ArrayLike] = None,
+                  dc_n: Optional[ArrayLike] = None) -> SequenceGrads:
+    """Backward through time of lstm_forward: dy (T, B, H), dh_n, dc_n (B, H), None for zeros."""
     c = result._ctx
     x, w_ih, w_hh, h0 = c["x"], c["w_ih"], c["w_hh"], c["h0"]
     dy = _zeros_if_none(dy, result.y)
@@ -144,7 +157,11 @@ def lstm_backward(result: SequenceResult, dy, dh_n=None, dc_n=None) -> SequenceG
 #   r = σ(W_ir x + b_ir + W_hr h + b_hr)   z = σ(W_iz x + b_iz + W_hz h + b_hz)
 #   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))   h_t = (1 - z) * n + z * h_{t-1}
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, training=True) -> SequenceResult:
+def gru_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: ArrayLike,
+                b_ih: Optional[ArrayLike] = None, b_hh: Optional[ArrayLike] = None, *,
+                training: bool = True) -> SequenceResult:
+    """GRU, step by step, gates r, z, n (b_hn inside r * (...)). x (T, B, I), h0 (B, H) or None,
+    w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,); returns .y (T, B, H), .h_n (B, H)."""
     x, h0, w_ih, w_hh, bi, bh = _setup(x, h0, w_ih, w_hh, b_ih, b_hh, 3)
     hid = h0.shape[1]
     h = h0
@@ -165,7 +182,9 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, training=True) -> Se
     return SequenceResult(y=y, h_n=h.copy(), training=training, _ctx=ctx)
 
 
-def gru_backward(result: SequenceResult, dy, dh_n=None) -> SequenceGrads:
+def gru_backward(result: SequenceResult, dy: Optional[ArrayLike],
+                 dh_n: Optional[ArrayLike] = None) -> SequenceGrads:
+    """Backward through time of gru_forward: dy (T, B, H), dh_n (B, H), None for zeros."""
     c = result._ctx
     x, w_ih, w_hh, h0 = c["x"], c["w_ih"], c["w_hh"], c["h0"]
     dy = _zeros_if_none(dy, result.y)
