@@ -64,6 +64,11 @@ def run_table(run: dict) -> str:
     lines = [f"threads {run['threads']} (CPUs {run['cpus']})"]
     if run["gemm"]:
         lines.append(_gemm_line(run))
+    if run.get("round_trip_ns"):
+        start, end = run["round_trip_ns"]
+        lines.append(f"thread round trip (one thread signals another and sees its answer; a step "
+                     f"split over threads waits at least this): {start:.0f} ns at start, "
+                     f"{end:.0f} at end")
     fr = run["backends"].get("fastrnn", {}).get("info") or {}
     if fr:
         lines.append(f"fastrnn {fr.get('version')} ({fr.get('path')}): isa {fr.get('isa')}, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -128,6 +128,19 @@ def measure_gemms(cfg: dict, threads: int, when: str) -> list:
     return gemms
 
 
+def measure_round_trip(threads: int, when: str) -> Optional[float]:
+    """With two threads or more: the median over 5 runs of 20,000 exchanges of the time for one
+    of the kernels' threads to signal another and see its answer (ns), else None. A recurrence
+    split over threads waits for at least this once a step."""
+    if threads < 2:
+        return None
+    import fastrnn
+
+    ns = float(np.median([fastrnn._C.core_round_trip_ns(20000) for _ in range(5)]))
+    log(f"  thread round trip, {when}: {ns:.0f} ns")
+    return ns
+
+
 def run(cfg: dict) -> dict:
     """The whole measurement at cfg['threads'] threads; a JSON-ready dict."""
     from cases import build_cases
@@ -139,6 +152,7 @@ def run(cfg: dict) -> dict:
     # The GEMM rates before and after the rows; the best of all is the bound (a busy moment
     # lowers one measurement, not both).
     gemms = measure_gemms(cfg, threads, "start")
+    round_trip = [measure_round_trip(threads, "start")]
     rows = []
     rng_seed = cfg["seed"]
     cases = build_cases(cfg["cells"], [tuple(s) for s in cfg["shapes"]],
@@ -156,6 +170,7 @@ def run(cfg: dict) -> dict:
         stopped = f"MISMATCH, the run stops: {e}"
         log(stopped)
     gemms += measure_gemms(cfg, threads, "end")
+    round_trip.append(measure_round_trip(threads, "end"))
     best = gemm.best(gemms)
     bound = best["gflops"] if best else None
     for row in rows:
@@ -172,5 +187,6 @@ def run(cfg: dict) -> dict:
         "gemm": gemms,
         "gemm_best": best["name"] if best else None,
         "bound_gflops": bound,
+        "round_trip_ns": None if round_trip[0] is None else round_trip,
         "rows": rows,
     }

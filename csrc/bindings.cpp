@@ -136,5 +136,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("isa_supported", &isa_supported, "Instruction sets available here, best first.");
   m.def("set_isa", &isa_select, "Select an instruction set by name, or 'auto'.");
   m.def("blas_info", &blas_info, "The BLAS the kernels call, and its configuration.");
+  m.def("core_round_trip_ns", [](long rounds) {
+    if (rounds < 1) throw std::invalid_argument("rounds must be >= 1");
+    py::gil_scoped_release release;
+    return core_round_trip_ns(rounds);
+  }, "Mean ns for a two-thread region's threads to signal each other and back (NaN on one).");
   bind_stack(m);
 }

@@ -362,3 +362,19 @@ def test_time_rounds_interleaves_the_backends_of_a_row_and_pools_their_calls():
     order.clear()
     one = harness.time_rounds({"a": backend("a")}, rounds=1, repeats=5, warmup=1, sleep=pauses.append)
     assert order == ["a"] * 6 and len(one["a"].times_s) == 5  # a warm-up call, then 5 timed
+
+
+def test_thread_round_trip_is_measured_with_two_threads_and_shown_in_the_table():
+    import fastrnn
+    import report
+    import worker
+
+    assert worker.measure_round_trip(1, "start") is None
+    ns = worker.measure_round_trip(2, "start")
+    assert np.isfinite(ns) and ns > 0
+    with pytest.raises(ValueError, match="rounds"):
+        fastrnn._C.core_round_trip_ns(0)
+    run = {"threads": 2, "cpus": [0, 1], "gemm": [], "backends": {}, "rows": [],
+           "round_trip_ns": [ns, 2 * ns]}
+    assert f"{ns:.0f} ns at start, {2 * ns:.0f} at end" in report.run_table(run)
+    assert "thread round trip" not in report.run_table(dict(run, round_trip_ns=None))

@@ -3,6 +3,8 @@
 #include <sched.h>
 
 #include <atomic>
+#include <chrono>
+#include <limits>
 #include <stdexcept>
 
 #include "blas.h"
@@ -50,6 +52,32 @@ void Barrier::wait() {
     return;
   }
   spin_until([&] { return generation_.load(std::memory_order_acquire) != generation; });
+}
+
+double core_round_trip_ns(long rounds) {
+  struct alignas(64) Line {
+    std::atomic<long> value{0};
+  };
+  Line ping, pong;
+  double ns = std::numeric_limits<double>::quiet_NaN();
+  run_parallel(2, [&](int p, int parts) {
+    if (parts < 2) return;
+    barrier(parts);
+    const auto start = std::chrono::steady_clock::now();
+    for (long i = 1; i <= rounds; ++i) {
+      if (p == 0) {
+        ping.value.store(i, std::memory_order_release);
+        spin_until([&] { return pong.value.load(std::memory_order_acquire) >= i; });
+      } else {
+        spin_until([&] { return ping.value.load(std::memory_order_acquire) >= i; });
+        pong.value.store(i, std::memory_order_release);
+      }
+    }
+    if (p == 0)
+      ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count() /
+           double(std::max(1L, rounds));
+  });
+  return ns;
 }
 
 }  // namespace fastrnn

@@ -109,6 +109,12 @@ void parallel_for(long n, long cost_per_item, Body&& body) {
   });
 }
 
+// The mean time, in nanoseconds, for one thread of a two-thread region to signal the other and
+// see its answer (one cache line each way, waited for as the barrier waits), over `rounds`
+// exchanges: what a recurrence split over two threads pays at least once a step. NaN when the
+// region gets one thread.
+double core_round_trip_ns(long rounds);
+
 // The GEMM of blas.h split among the kernels' threads: each takes a share of C's rows (of its
 // columns when it has fewer rows than columns), one single-threaded BLAS call each.
 template <typename T>
