@@ -181,9 +181,10 @@ def test_batch_one_with_the_projection_in_the_step_panels_matches_reference(
 # A step too small to split among threads (a few thousand flops): with two threads, one runs
 # the steps while the other computes the input projection a chunk of steps ahead of it (16 rows,
 # or 16 // B steps; inference keeps them in a ring of four chunks). Shapes from just under to
-# many chunks, batch rows that do not divide 16, hidden sizes of part vectors.
+# many chunks, batch rows that do not divide 16, hidden sizes of part vectors; and the GRU at
+# 16k-32k flops a step (H = 64 at B = 1, H = 40 at B = 2), which the pipeline takes from a split.
 @pytest.mark.parametrize("shape", [(63, 1, 5, 20), (64, 1, 5, 20), (301, 1, 19, 33), (45, 3, 7, 9),
-                                   (200, 5, 2, 6)])
+                                   (200, 5, 2, 6), (130, 1, 17, 64), (70, 2, 9, 40)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("training", (True, False), ids=("training", "inference"))
