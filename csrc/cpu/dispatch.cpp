@@ -106,20 +106,4 @@ template void tree_forward<double>(const TreeForward<double>&);
 template void tree_backward<float>(const TreeBackward<float>&);
 template void tree_backward<double>(const TreeBackward<double>&);
 
-int gate_count(CellKind cell) {
-  switch (cell) {
-    case CellKind::lstm: return 4;
-    case CellKind::gru: return 3;
-    default: return 1;
-  }
-}
-
-long saved_columns(CellKind cell, long hidden, long proj) {
-  switch (cell) {
-    case CellKind::lstm: return (proj > 0 ? 6 : 5) * hidden;
-    case CellKind::gru: return 4 * hidden;
-    default: return 0;
-  }
-}
-
 }  // namespace fastrnn

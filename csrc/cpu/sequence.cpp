@@ -207,7 +207,7 @@ void project_rows(const Forward<T>& f, long r0, long rows, Range units, long bas
 template <typename T, CellKind cell>
 void project_ahead(const Forward<T>& f) {
   constexpr long W = Vec<T>::width;
-  constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
+  constexpr int G = gate_count(cell);
   Pipeline& pl = *f.pipeline;
   if (f.pack_ih) pack_gate_blocks(f.w_ih_packed, f.a.w_ih, G, f.H, f.I, W, 0, (f.H + W - 1) / W);
   for (long t0 = 0; t0 < f.a.steps; t0 += pl.chunk_steps) {
@@ -221,7 +221,7 @@ void project_ahead(const Forward<T>& f) {
 template <typename T, CellKind cell, int NB>
 void forward_thread(const Forward<T>& f, int p, int parts) {
   constexpr long W = Vec<T>::width, BW = NB * W;
-  constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
+  constexpr int G = gate_count(cell);
   [[maybe_unused]] constexpr Activation act = cell == CellKind::rnn_relu ? Activation::relu : Activation::tanh;
   using V = Vec<T>;
   const LayerForward<T>& a = f.a;
@@ -518,7 +518,7 @@ constexpr long kSliceBytes = 256 << 10;
 template <typename T, CellKind cell, int NB>
 void backward_thread(const Backward<T>& k, int p, int parts) {
   constexpr long W = Vec<T>::width;
-  constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
+  constexpr int G = gate_count(cell);
   [[maybe_unused]] constexpr Activation act = cell == CellKind::rnn_relu ? Activation::relu : Activation::tanh;
   constexpr int RP = panel_rows<1>();
   using V = Vec<T>;
@@ -654,7 +654,7 @@ void backward_thread(const Backward<T>& k, int p, int parts) {
 template <typename T, CellKind cell>
 void weight_gradients_thread(const Backward<T>& k, int p, int parts) {
   constexpr long W = Vec<T>::width;
-  constexpr int G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
+  constexpr int G = gate_count(cell);
   const LayerBackward<T>& g = k.g;
   const LayerForward<T>& a = *g.fwd;
   const Steps& s = k.s;

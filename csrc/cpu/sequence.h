@@ -9,12 +9,17 @@ namespace fastrnn {
 
 enum class CellKind { rnn_tanh, rnn_relu, lstm, gru };
 
-// Gate blocks G per cell: 1, 4, 3.
-int gate_count(CellKind cell);
+// Gate blocks G per cell: 1, 4, 3. (Inline, for the CUDA module too.)
+constexpr int gate_count(CellKind cell) {
+  return cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
+}
 // Columns per row of the training buffer `saved`: LSTM 5H (activated i f g o, then c; 6H with a
 // projection: then o*tanh(c)), GRU 4H (activated r z n, then hn = W_hn h_prev + b_hn), RNN 0
 // (backward needs only y).
-long saved_columns(CellKind cell, long hidden, long proj = 0);
+constexpr long saved_columns(CellKind cell, long hidden, long proj = 0) {
+  if (cell == CellKind::lstm) return (proj > 0 ? 6 : 5) * hidden;
+  return cell == CellKind::gru ? 4 * hidden : 0;
+}
 
 template <typename T>
 struct LayerForward {

@@ -66,13 +66,13 @@ void gemm(B& be, bool ta, bool tb, long m, long n, long k, const T* a, long lda,
 template <typename B, typename T, typename A>
 void run_forward(B& be, const LayerForward<T, A>& a) {
   const StepTable st(a.steps, a.batch, a.batch_sizes, a.reverse);
-  const long H = a.hidden, S = a.state(), P = a.proj, G = gates_of(a.cell) * H, rows = st.rows();
+  const long H = a.hidden, S = a.state(), P = a.proj, G = gate_count(a.cell) * H, rows = st.rows();
   const bool lstm = a.cell == CellKind::lstm;
   be.each(a.batch * S, CopyOrZero<T, T>{a.h_n, a.h0});
   auto c_state = be.template alloc<A>(lstm ? a.batch * H : 0);
   if (lstm) be.each(a.batch * H, CopyOrZero<A, T>{c_state.data(), a.c0});
   auto h_full = be.template alloc<T>(P > 0 ? a.batch * H : 0);  // (batch, H): o*tanh(c) of a step
-  const long ld = saved_columns_of(a.cell, H, P);
+  const long ld = saved_columns(a.cell, H, P);
 
   auto xproj = be.template alloc<A>(rows * G);  // (rows, G): W_ih x of every row
   auto hproj = be.template alloc<A>(a.batch * G);  // (batch, G): W_hh h_prev of one step
@@ -111,8 +111,8 @@ template <typename B, typename T, typename A>
 void run_backward(B& be, const LayerBackward<T, A>& g) {
   const LayerForward<T, A>& a = *g.fwd;
   const StepTable st(a.steps, a.batch, a.batch_sizes, a.reverse);
-  const long H = a.hidden, S = a.state(), P = a.proj, I = a.input, G = gates_of(a.cell) * H;
-  const long rows = st.rows(), ld = saved_columns_of(a.cell, H, P);
+  const long H = a.hidden, S = a.state(), P = a.proj, I = a.input, G = gate_count(a.cell) * H;
+  const long rows = st.rows(), ld = saved_columns(a.cell, H, P);
   const bool lstm = a.cell == CellKind::lstm, gru = a.cell == CellKind::gru;
   auto dh_state = be.template alloc<A>(a.batch * S);
   auto dc_state = be.template alloc<A>(lstm ? a.batch * H : 0);

@@ -22,18 +22,6 @@ struct CudaError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Gate blocks G per cell: 1, 4, 3.
-inline long gates_of(CellKind cell) {
-  return cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1;
-}
-// Columns per row of `saved`: LSTM 5H (activated i f g o, then c; 6H with a projection: then
-// o*tanh(c)), GRU 4H (activated r z n, then hn = W_hn h_prev + b_hn), RNN 0 (backward needs only
-// y). As csrc/cpu/sequence.h's saved_columns.
-inline long saved_columns_of(CellKind cell, long hidden, long proj = 0) {
-  if (cell == CellKind::lstm) return (proj > 0 ? 6 : 5) * hidden;
-  return cell == CellKind::gru ? 4 * hidden : 0;
-}
-
 template <typename T, typename A>
 struct LayerForward {
   CellKind cell;
@@ -49,7 +37,7 @@ struct LayerForward {
   const T *b_ih, *b_hh;     // (G*hidden,) each; null: no bias
   T* y;                     // (rows, S)
   T *h_n, *c_n;             // (batch, S), (batch, hidden); c_n LSTM only
-  A* saved;                 // (rows, saved_columns_of) in training mode; null: inference
+  A* saved;                 // (rows, saved_columns) in training mode; null: inference
 
   long state() const { return proj > 0 ? proj : hidden; }  // S
 };

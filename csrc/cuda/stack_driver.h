@@ -121,7 +121,7 @@ std::unique_ptr<StackState<B, T, A>> run_stack_forward(B& be, const StackForward
         dir.c_n = be.template alloc<T>(N * H);
         f.c_n = dir.c_n.data();
       }
-      const long saved_cols = saved_columns_of(a.cell, H, a.proj);
+      const long saved_cols = saved_columns(a.cell, H, a.proj);
       if (a.training && saved_cols > 0) {
         dir.saved = be.template alloc<A>(rows * saved_cols);
         f.saved = dir.saved.data();

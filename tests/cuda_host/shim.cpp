@@ -62,7 +62,7 @@ py::tuple forward(const std::string& cell, long steps, long batch, bool reverse,
                   const Array<T>& w_hh, const Optional<T>& b_ih, const Optional<T>& b_hh,
                   const Sizes& batch_sizes, bool training) {
   LayerForward<T, T> a = args(cell, steps, batch, reverse, x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
-  const long rows = x.shape(0), H = a.hidden, cols = saved_columns_of(a.cell, H);
+  const long rows = x.shape(0), H = a.hidden, cols = saved_columns(a.cell, H);
   Array<T> y({rows, H}), h_n({batch, H});
   Optional<T> c_n, saved;
   if (a.cell == CellKind::lstm) c_n = Array<T>({batch, H});
