@@ -125,11 +125,6 @@ struct Pipeline {
   alignas(64) std::atomic<long> consumed{0};
 };
 
-// Waits until counter >= value.
-inline void wait_for(const std::atomic<long>& counter, long value) {
-  spin_until([&] { return counter.load(std::memory_order_acquire) >= value; });
-}
-
 // Everything the threads share to run the forward of one cell kind.
 template <typename T>
 struct Forward {

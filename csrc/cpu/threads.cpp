@@ -67,9 +67,9 @@ double core_round_trip_ns(long rounds) {
     for (long i = 1; i <= rounds; ++i) {
       if (p == 0) {
         ping.value.store(i, std::memory_order_release);
-        spin_until([&] { return pong.value.load(std::memory_order_acquire) >= i; });
+        wait_for(pong.value, i);
       } else {
-        spin_until([&] { return ping.value.load(std::memory_order_acquire) >= i; });
+        wait_for(ping.value, i);
         pong.value.store(i, std::memory_order_release);
       }
     }

@@ -46,6 +46,11 @@ void spin_until(Done&& done) {
   }
 }
 
+// Waits (spin_until) until a counter another thread raises reaches value.
+inline void wait_for(const std::atomic<long>& counter, long value) {
+  spin_until([&] { return counter.load(std::memory_order_acquire) >= value; });
+}
+
 // The barrier of one run_parallel region (waiting with spin_until).
 class Barrier {
  public:
