@@ -29,12 +29,13 @@ def expected_backward(p: Problem) -> fastrnn.SequenceGrads:
     return q.backward(q.forward(reference), reference)
 
 
-def check_forward_and_backward(p: Problem, dtype) -> None:
-    """p (in dtype) through the kernels in training mode, forward and backward, against the
-    reference."""
-    result = p.forward()
+def check_forward_and_backward(p: Problem, dtype, training: bool = True) -> None:
+    """p (in dtype) through the kernels against the reference: in training mode forward and
+    backward, in inference mode the forward."""
+    result = p.forward(training=training)
     assert_results_close(result, expected_forward(p), dtype, OUTPUTS)
-    assert_results_close(p.backward(result), expected_backward(p), dtype, GRADS)
+    if training:
+        assert_results_close(p.backward(result), expected_backward(p), dtype, GRADS)
 
 
 # ---- against the reference -------------------------------------------------------------------
@@ -172,10 +173,7 @@ def test_kernels_match_reference_with_one_and_two_threads(cell, dtype, num_threa
 def test_batch_one_with_the_projection_in_the_step_panels_matches_reference(
         cell, dtype, bias, shape, training, isa, num_threads, rng):
     p = make_problem(rng, cell, *shape, dtype, bias=bias)
-    result = p.forward(training=training)
-    assert_results_close(result, expected_forward(p), dtype, OUTPUTS)
-    if training:
-        assert_results_close(p.backward(result), expected_backward(p), dtype, GRADS)
+    check_forward_and_backward(p, dtype, training)
 
 
 # A step too small to split among threads (a few thousand flops): with two threads, one runs
@@ -191,10 +189,7 @@ def test_batch_one_with_the_projection_in_the_step_panels_matches_reference(
 def test_projection_on_its_own_thread_ahead_of_the_steps_matches_reference(
         cell, dtype, shape, training, isa, num_threads, rng):
     p = make_problem(rng, cell, *shape, dtype)
-    result = p.forward(training=training)
-    assert_results_close(result, expected_forward(p), dtype, OUTPUTS)
-    if training:
-        assert_results_close(p.backward(result), expected_backward(p), dtype, GRADS)
+    check_forward_and_backward(p, dtype, training)
 
 
 # The last two run the input projection of inference mode in several chunks of steps.
