@@ -145,6 +145,32 @@ def test_tree_lstm_matches_reference_on_many_trees_with_wide_hidden(arity):
         assert_close(a, b, np.float64)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("arity", [None, 2])
+def test_two_threads_split_big_levels_by_rows_and_small_ones_by_columns(arity, dtype):
+    # 200 cherries (a root over two leaves) give a level of 200 rows, which the two threads of a
+    # level's product split by rows; 10 chains of 6 give levels of 10 rows, which they split by
+    # column blocks (hidden 70: 3 blocks of 32 or 16 columns, an uneven share).
+    cherries = [np.array([-1, 0, 0])] * 200
+    chains = [np.arange(-1, 5)] * 10
+    forest = fastrnn.Forest.from_trees(cherries + chains)
+    n = forest.n_nodes
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n, 6))
+    w = weights(rng, 6, 70, arity, True, scale=0.2)
+    dh, dc = rng.standard_normal((n, 70)), rng.standard_normal((n, 70))
+    threads = fastrnn.get_num_threads()
+    try:
+        fastrnn.set_num_threads(2)
+        got, want, g_got, g_want = run_both(x, forest.parents, w, arity, dh, dc, dtype)
+    finally:
+        fastrnn.set_num_threads(threads)
+    assert_close(got.h, want.h, dtype)
+    assert_close(got.c, want.c, dtype)
+    for a, b in zip(g_got, g_want):
+        assert_close(a, b, dtype)
+
+
 @pytest.mark.parametrize("arity", [None, 100])
 def test_tree_lstm_node_with_100_children_matches_reference(arity):
     rng = np.random.default_rng(2)
