@@ -150,7 +150,8 @@ def test_tree_lstm_matches_reference_on_many_trees_with_wide_hidden(arity):
 def test_two_threads_split_big_levels_by_rows_and_small_ones_by_columns(arity, dtype):
     # 200 cherries (a root over two leaves) give a level of 200 rows, which the two threads of a
     # level's product split by rows; 10 chains of 6 give levels of 10 rows, which they split by
-    # column blocks (hidden 70: 3 blocks of 32 or 16 columns, an uneven share).
+    # the packed weights' column blocks (hidden 70: 2 to 5 blocks of 4 vectors, the last one
+    # narrower, so the shares are uneven).
     cherries = [np.array([-1, 0, 0])] * 200
     chains = [np.arange(-1, 5)] * 10
     forest = fastrnn.Forest.from_trees(cherries + chains)
