@@ -48,7 +48,7 @@ Steps make_steps(long steps, long batch, const long* batch_sizes) {
   return s;
 }
 
-// Threads worth using: per-step work below ~64k flops is faster on one thread than split with a
+// Threads worth using: per-step work below 16k flops is faster on one thread than split with a
 // barrier per step.
 int threads_for(long step_flops, long hidden) {
   const long blocks = (hidden + Vec<float>::width - 1) / Vec<float>::width;
@@ -409,9 +409,10 @@ void forward(const LayerForward<T>& a, const Steps& s) {
   // or the pipeline ahead (GRU B = 1, H = I = 64, two threads: 0.52 vs 0.56 ms).
   Pipeline pipeline;
   pipeline.chunk_steps = std::max<long>(1, 16 / std::max<long>(batch0, 1));
+  const int split = threads_for(step_flops, H);
   const bool pipelined = get_num_threads() >= 2 && a.steps >= 4 * pipeline.chunk_steps &&
-                         (step_flops < kPipelineFlops || threads_for(step_flops, H) == 1);
-  const int threads = pipelined ? 1 : threads_for(step_flops, H);
+                         (step_flops < kPipelineFlops || split == 1);
+  const int threads = pipelined ? 1 : split;
   // Where the x-side gates live: the RNN's straight in y; training: the saved buffer;
   // inference: a chunk buffer, or a ring of rows: with `ahead` two groups, with the pipeline
   // four chunks.
