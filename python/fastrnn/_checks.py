@@ -8,11 +8,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_F32, _F64 = FLOAT_DTYPES  # NumPy's native float dtypes are these objects: `is` finds them in
+                           # 40 ns where `==` takes 130 (a call's few microseconds of checks)
 
 
 def as_float_array(name: str, value: Any) -> np.ndarray:
     """`value` as an ndarray of float32 or float64 (array-likes of Python numbers become float64)."""
-    if type(value) is np.ndarray and value.dtype in FLOAT_DTYPES:  # the common case, first
+    if type(value) is np.ndarray and (value.dtype is _F32 or value.dtype is _F64):  # the common case
         return value
     if value is None or isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an array of float32 or float64, got {type(value).__name__}")
@@ -28,11 +30,15 @@ def as_float_array(name: str, value: Any) -> np.ndarray:
 
 def common_dtype(arrays: dict[str, Optional[np.ndarray]]) -> np.dtype:
     """The one dtype of all given arrays; a mix is a TypeError naming the arrays."""
-    dtypes = {name: a.dtype for name, a in arrays.items() if a is not None}
-    first = next(iter(dtypes.values()))
-    if any(d != first for d in dtypes.values()):
-        listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
-        raise TypeError(f"all arrays must have the same dtype (float32 or float64), got {listed}")
+    first = None
+    for a in arrays.values():
+        if a is None:
+            continue
+        if first is None:
+            first = a.dtype
+        elif a.dtype is not first and a.dtype != first:
+            listed = ", ".join(f"{n}: {v.dtype}" for n, v in arrays.items() if v is not None)
+            raise TypeError(f"all arrays must have the same dtype (float32 or float64), got {listed}")
     return first
 
 
