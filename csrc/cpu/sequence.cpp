@@ -104,7 +104,11 @@ constexpr int kAheadRows = 4;
 // Bytes of L1 data cache per core (32 KB where the system does not say).
 long l1_bytes() {
   static const long bytes = [] {
+#ifdef _SC_LEVEL1_DCACHE_SIZE  // glibc's
     const long b = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+#else
+    const long b = 0;
+#endif
     return b > 0 ? b : 32768L;
   }();
   return bytes;
